@@ -1,0 +1,107 @@
+//! Wire formats into [`RawRecord`]s: one sensor, one time, fields already in
+//! canonical units. Registry checks and quality flags come after, in
+//! [`crate::normalise`].
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use crate::kind::{Field, FieldType, FieldValue, Kind};
+use crate::registry::Registry;
+use crate::time::json_type;
+use crate::unit::Unit;
+use crate::DomainError;
+
+pub mod canonical;
+pub mod lorawan;
+pub mod senml;
+
+pub use lorawan::{DeviceProfile, DeviceProfileConfig, DeviceProfiles};
+
+/// One sensor's fields at one time, decoded but not yet checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord {
+    pub sensor_id: String,
+    pub kind: Kind,
+    /// `None` when the message carried no time: the receive time is used.
+    pub ts: Option<DateTime<Utc>>,
+    pub fields: Vec<(Field, FieldValue)>,
+    /// For LoRaWAN devices not in the registry: how to register them.
+    pub device: Option<DeviceIdentity>,
+}
+
+/// A LoRaWAN device's identity, kept when it is auto-registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    pub dev_eui: String,
+    pub device_profile: String,
+}
+
+/// What decoders may consult: all of it in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeContext<'a> {
+    pub registry: &'a Registry,
+    pub profiles: &'a DeviceProfiles,
+    pub tz: Tz,
+    pub received_at: DateTime<Utc>,
+}
+
+/// A message's records: each decoded, or the reason it could not be.
+pub type Records = Vec<Result<RawRecord, DomainError>>;
+
+/// Reads a JSON value as `field`, converting a number from `unit` (the field's
+/// canonical unit when `None`).
+pub(crate) fn field_value(
+    field: Field,
+    value: &Value,
+    unit: Option<Unit>,
+) -> Result<FieldValue, DomainError> {
+    let wrong = |expected: &str| {
+        DomainError::invalid(
+            field.name(),
+            format!("expected {expected}, got {}", json_type(value)),
+        )
+    };
+    if value.is_null() {
+        return Ok(FieldValue::Null);
+    }
+    match field.field_type() {
+        FieldType::Float | FieldType::Int => {
+            let n = value.as_f64().ok_or_else(|| wrong("a number"))?;
+            let n = convert(field, n, unit)?;
+            if !n.is_finite() {
+                return Err(DomainError::invalid(field.name(), "not a finite number"));
+            }
+            if field.field_type() == FieldType::Int
+                && (n.fract() != 0.0 || n.abs() > f64::from(i32::MAX))
+            {
+                return Err(DomainError::invalid(
+                    field.name(),
+                    format!("expected a whole number, got {n}"),
+                ));
+            }
+            Ok(FieldValue::Number(n))
+        }
+        FieldType::Bool => value
+            .as_bool()
+            .map(FieldValue::Bool)
+            .ok_or_else(|| wrong("true or false")),
+        FieldType::Text => value
+            .as_str()
+            .map(|s| FieldValue::Text(s.chars().take(200).collect()))
+            .ok_or_else(|| wrong("a string")),
+    }
+}
+
+/// Converts a number into the field's canonical unit.
+pub(crate) fn convert(field: Field, value: f64, unit: Option<Unit>) -> Result<f64, DomainError> {
+    let (Some(from), Some(to)) = (unit, field.canonical_unit()) else {
+        return Ok(value);
+    };
+    from.convert(value, to)
+        .ok_or_else(|| DomainError::IncompatibleUnit {
+            unit: from.symbol().to_string(),
+            field: field.name().to_string(),
+            canonical: to.symbol().to_string(),
+        })
+}

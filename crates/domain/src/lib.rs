@@ -1,0 +1,31 @@
+//! The city's measurement rules, free of I/O.
+//!
+//! Everything here is a pure function of its inputs: what sensor kinds exist and
+//! which columns they store ([`kind`]), unit conversion ([`unit`]), timestamp
+//! parsing in the city's time zone ([`time`]), the wire formats sensors speak
+//! ([`decode`]: canonical JSON, SenML, LoRaWAN network-server uplinks), and the
+//! normalisation and plausibility checks that turn a decoded record into a
+//! stored [`Reading`] ([`normalise`], [`quality`], [`rain`]).
+//!
+//! The ingest daemon owns the I/O around it; tests here need no database.
+
+pub mod decode;
+mod error;
+pub mod kind;
+pub mod normalise;
+pub mod quality;
+pub mod rain;
+pub mod reading;
+pub mod registry;
+pub mod time;
+pub mod topic;
+pub mod unit;
+
+pub use error::{DomainError, RejectReason};
+pub use kind::{Field, FieldValue, Kind};
+pub use normalise::{Decoded, Message, NormaliseConfig, Normaliser};
+pub use reading::{
+    AirQuality, CounterReading, Quality, QualityLevel, Reading, Streetlight, Values,
+};
+pub use registry::{NewSensor, Registry, SensorInfo, SensorStatus};
+pub use unit::Unit;

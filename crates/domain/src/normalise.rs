@@ -1,0 +1,407 @@
+//! One MQTT message in, the rows it becomes out: decode by topic, resolve each
+//! record's sensor in the registry, build the kind's values in canonical
+//! units, run the quality checks. Nothing is dropped silently: what cannot be
+//! stored comes back as a [`Rejection`] with a reason code and a detail.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::decode::{self, DecodeContext, DeviceProfiles, RawRecord, Records};
+use crate::kind::{Field, FieldValue, Kind};
+use crate::quality::{self, QualityConfig, SpikeTracker};
+use crate::rain::DEFAULT_BUCKET_MM;
+use crate::reading::{
+    AirQuality, CounterReading, Quality, QualityLevel, Reading, Streetlight, Values,
+};
+use crate::registry::{NewSensor, Registry, SensorInfo, SensorStatus};
+use crate::topic::{self, Route};
+use crate::{DomainError, RejectReason};
+
+/// Everything normalisation is configured with.
+#[derive(Debug, Clone)]
+pub struct NormaliseConfig {
+    /// First segment of the platform's own topics (`city/{kind}/{id}`).
+    pub topic_prefix: String,
+    /// Zone for timestamps without an offset.
+    pub tz: Tz,
+    /// Larger payloads are rejected unread.
+    pub max_payload_bytes: usize,
+    pub profiles: DeviceProfiles,
+    pub quality: QualityConfig,
+}
+
+impl Default for NormaliseConfig {
+    fn default() -> Self {
+        NormaliseConfig {
+            topic_prefix: topic::DEFAULT_PREFIX.to_string(),
+            tz: chrono_tz::Asia::Taipei,
+            max_payload_bytes: 256 * 1024,
+            profiles: DeviceProfiles::default(),
+            quality: QualityConfig::default(),
+        }
+    }
+}
+
+/// A message as received.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub topic: &'a str,
+    pub payload: &'a [u8],
+    pub received_at: DateTime<Utc>,
+}
+
+/// Why (part of) a message was not stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+/// What one message became.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub readings: Vec<Reading>,
+    pub counters: Vec<CounterReading>,
+    /// Sensors seen for the first time, to be registered as `pending`.
+    pub new_sensors: Vec<NewSensor>,
+    /// Set when the message, or some of its records, could not be stored.
+    pub rejection: Option<Rejection>,
+}
+
+/// Stateful normaliser: it remembers auto-registered sensors (until the
+/// registry knows them) and each sensor's last good value for the spike test.
+#[derive(Debug)]
+pub struct Normaliser {
+    config: NormaliseConfig,
+    pending: HashMap<String, Kind>,
+    spikes: SpikeTracker,
+}
+
+impl Normaliser {
+    pub fn new(config: NormaliseConfig) -> Self {
+        Normaliser {
+            config,
+            pending: HashMap::new(),
+            spikes: SpikeTracker::default(),
+        }
+    }
+
+    pub fn config(&self) -> &NormaliseConfig {
+        &self.config
+    }
+
+    /// Forgets auto-registered sensors that the registry now knows.
+    pub fn registry_refreshed(&mut self, registry: &Registry) {
+        self.pending.retain(|id, _| registry.get(id).is_none());
+    }
+
+    pub fn normalise(&mut self, msg: &Message<'_>, registry: &Registry) -> Decoded {
+        let mut out = Decoded::default();
+        match self.decode(msg, registry) {
+            Err(e) => {
+                out.rejection = Some(Rejection {
+                    reason: e.reason(),
+                    detail: e.to_string(),
+                })
+            }
+            Ok(records) => {
+                let total = records.len();
+                let mut failures = Vec::new();
+                for (i, record) in records.into_iter().enumerate() {
+                    let result =
+                        record.and_then(|r| self.accept(r, msg.received_at, registry, &mut out));
+                    if let Err(e) = result {
+                        failures.push((i, e));
+                    }
+                }
+                out.rejection = summarise(total, failures);
+            }
+        }
+        out
+    }
+
+    fn decode(&self, msg: &Message<'_>, registry: &Registry) -> Result<Records, DomainError> {
+        if msg.payload.len() > self.config.max_payload_bytes {
+            return Err(DomainError::Oversized {
+                bytes: msg.payload.len(),
+                limit: self.config.max_payload_bytes,
+            });
+        }
+        let route = topic::route(msg.topic, &self.config.topic_prefix)?;
+        let doc: serde_json::Value = serde_json::from_slice(msg.payload)
+            .map_err(|e| DomainError::MalformedPayload(e.to_string()))?;
+        let ctx = DecodeContext {
+            registry,
+            profiles: &self.config.profiles,
+            tz: self.config.tz,
+            received_at: msg.received_at,
+        };
+        match route {
+            Route::Canonical { kind, sensor_id } => {
+                decode::canonical::decode(kind, sensor_id, &doc, &ctx)
+            }
+            Route::SenMl => decode::senml::decode(&doc, &ctx),
+            Route::ChirpStack { dev_eui } => {
+                decode::lorawan::decode_chirpstack(dev_eui, &doc, &ctx)
+            }
+            Route::TheThingsStack { .. } => decode::lorawan::decode_tts(&doc, &ctx),
+        }
+    }
+
+    /// Turns one decoded record into a row (or a counter value).
+    fn accept(
+        &mut self,
+        record: RawRecord,
+        received_at: DateTime<Utc>,
+        registry: &Registry,
+        out: &mut Decoded,
+    ) -> Result<(), DomainError> {
+        let sensor = self.resolve(&record, registry, out)?;
+        let ts = record.ts.unwrap_or(received_at);
+        let mut fields: Vec<(Field, FieldValue)> = Vec::with_capacity(record.fields.len());
+        for (field, value) in record.fields {
+            // The first value of a field wins, as the first record of a pack does.
+            if !fields.iter().any(|(f, _)| *f == field) {
+                fields.push((field, value));
+            }
+        }
+        let mut quality = Quality::default();
+        let values = match record.kind {
+            Kind::Rainfall => match rainfall(&fields, sensor, &mut quality)? {
+                RainInput::Interval(values) => values,
+                RainInput::Counter(counter_mm) => {
+                    let mut counter = CounterReading {
+                        sensor_id: record.sensor_id,
+                        ts,
+                        counter_mm,
+                        quality,
+                    };
+                    // Range and time checks apply to counters too.
+                    let mut probe = Reading {
+                        sensor_id: counter.sensor_id.clone(),
+                        ts,
+                        values: Values::Rainfall {
+                            rain_mm: 0.0,
+                            interval_s: None,
+                        },
+                        quality: Quality::default(),
+                    };
+                    self.check(&mut probe, sensor, received_at);
+                    counter.quality = probe.quality;
+                    out.counters.push(counter);
+                    return Ok(());
+                }
+            },
+            Kind::WaterLevel => Values::WaterLevel {
+                level_m: required(&fields, Field::LevelM)?,
+            },
+            Kind::FloodDepth => Values::FloodDepth {
+                depth_cm: required(&fields, Field::DepthCm)?,
+            },
+            Kind::AirQuality => Values::AirQuality(air_quality(&fields)?),
+            Kind::Streetlight => Values::Streetlight(streetlight(&fields)?),
+        };
+        let mut reading = Reading {
+            sensor_id: record.sensor_id,
+            ts,
+            values,
+            quality,
+        };
+        self.check(&mut reading, sensor, received_at);
+        out.readings.push(reading);
+        Ok(())
+    }
+
+    /// "Now" for the checks is when the message arrived, so a replayed or
+    /// late-processed message is judged as it was when it came in.
+    fn check(
+        &mut self,
+        reading: &mut Reading,
+        sensor: Option<&SensorInfo>,
+        received_at: DateTime<Utc>,
+    ) {
+        quality::check(
+            reading,
+            sensor,
+            received_at,
+            &self.config.quality,
+            &mut self.spikes,
+        );
+    }
+
+    /// Finds the record's sensor, or registers it as pending.
+    fn resolve<'r>(
+        &mut self,
+        record: &RawRecord,
+        registry: &'r Registry,
+        out: &mut Decoded,
+    ) -> Result<Option<&'r SensorInfo>, DomainError> {
+        if let Some(sensor) = registry.get(&record.sensor_id) {
+            if sensor.status == SensorStatus::Retired {
+                return Err(DomainError::RetiredSensor(sensor.id.clone()));
+            }
+            if sensor.kind != record.kind {
+                return Err(kind_mismatch(&sensor.id, sensor.kind, record.kind));
+            }
+            return Ok(Some(sensor));
+        }
+        match self.pending.get(&record.sensor_id) {
+            Some(&kind) if kind != record.kind => {
+                Err(kind_mismatch(&record.sensor_id, kind, record.kind))
+            }
+            Some(_) => Ok(None),
+            None => {
+                self.pending.insert(record.sensor_id.clone(), record.kind);
+                out.new_sensors.push(NewSensor {
+                    id: record.sensor_id.clone(),
+                    kind: record.kind,
+                    dev_eui: record.device.as_ref().map(|d| d.dev_eui.clone()),
+                    device_profile: record.device.as_ref().map(|d| d.device_profile.clone()),
+                });
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn kind_mismatch(sensor_id: &str, registered: Kind, got: Kind) -> DomainError {
+    DomainError::KindMismatch {
+        sensor_id: sensor_id.to_string(),
+        registered: registered.to_string(),
+        got: got.to_string(),
+    }
+}
+
+fn summarise(total: usize, failures: Vec<(usize, DomainError)>) -> Option<Rejection> {
+    let (first_index, first) = failures.first()?;
+    let detail = if total == 1 {
+        first.to_string()
+    } else {
+        format!(
+            "{} of {total} records rejected; first, record {first_index}: {first}",
+            failures.len()
+        )
+    };
+    Some(Rejection {
+        reason: first.reason(),
+        detail,
+    })
+}
+
+enum RainInput {
+    Interval(Values),
+    Counter(f64),
+}
+
+fn rainfall(
+    fields: &[(Field, FieldValue)],
+    sensor: Option<&SensorInfo>,
+    quality: &mut Quality,
+) -> Result<RainInput, DomainError> {
+    let interval_s = match number(fields, Field::IntervalS) {
+        Some(s) if s >= 1.0 => Some(s as i32),
+        Some(s) => {
+            return Err(DomainError::invalid(
+                "interval_s",
+                format!("must be at least 1 second, got {s}"),
+            ))
+        }
+        None => None,
+    };
+    let given: Vec<Field> = [Field::RainMm, Field::RainTips, Field::RainCounterMm]
+        .into_iter()
+        .filter(|f| number(fields, *f).is_some())
+        .collect();
+    match given.as_slice() {
+        [Field::RainMm] => Ok(RainInput::Interval(Values::Rainfall {
+            rain_mm: number(fields, Field::RainMm).unwrap_or_default(),
+            interval_s,
+        })),
+        [Field::RainTips] => {
+            let tips = number(fields, Field::RainTips).unwrap_or_default();
+            if tips < 0.0 || tips.fract() != 0.0 {
+                return Err(DomainError::invalid(
+                    "rain_tips",
+                    format!("must be a whole count, got {tips}"),
+                ));
+            }
+            let bucket_mm = match sensor.and_then(|s| s.bucket_mm) {
+                Some(b) => b,
+                None => {
+                    quality.flag(QualityLevel::Suspect, "assumed_bucket_mm");
+                    DEFAULT_BUCKET_MM
+                }
+            };
+            Ok(RainInput::Interval(Values::Rainfall {
+                rain_mm: tips * bucket_mm,
+                interval_s,
+            }))
+        }
+        [Field::RainCounterMm] => Ok(RainInput::Counter(
+            number(fields, Field::RainCounterMm).unwrap_or_default(),
+        )),
+        [] => Err(DomainError::invalid(
+            "rain_mm",
+            "missing: send rain_mm, rain_tips or rain_counter_mm",
+        )),
+        _ => Err(DomainError::invalid(
+            "rain_mm",
+            "send only one of rain_mm, rain_tips, rain_counter_mm",
+        )),
+    }
+}
+
+fn number(fields: &[(Field, FieldValue)], field: Field) -> Option<f64> {
+    fields.iter().find_map(|(f, v)| match v {
+        FieldValue::Number(n) if *f == field => Some(*n),
+        _ => None,
+    })
+}
+
+fn required(fields: &[(Field, FieldValue)], field: Field) -> Result<f64, DomainError> {
+    number(fields, field).ok_or_else(|| DomainError::invalid(field.name(), "missing or null"))
+}
+
+fn air_quality(fields: &[(Field, FieldValue)]) -> Result<AirQuality, DomainError> {
+    let mut air = AirQuality::default();
+    for (field, value) in fields {
+        if let (Some(slot), FieldValue::Number(n)) = (air.slot(*field), value) {
+            *slot = Some(*n);
+        }
+    }
+    if air == AirQuality::default() {
+        return Err(DomainError::NoReadings);
+    }
+    Ok(air)
+}
+
+fn streetlight(fields: &[(Field, FieldValue)]) -> Result<Streetlight, DomainError> {
+    let mut light = Streetlight::default();
+    for (field, value) in fields {
+        match (field, value) {
+            (Field::LampOn, FieldValue::Bool(b)) => light.lamp_on = Some(*b),
+            (Field::Fault, FieldValue::Text(code)) if !code.is_empty() => {
+                light.fault = Some(code.clone())
+            }
+            (field, FieldValue::Number(n)) => {
+                if let Some(slot) = light.slot(*field) {
+                    *slot = Some(*n);
+                }
+            }
+            _ => {}
+        }
+    }
+    // A message that only says "no fault" is still a report worth a row.
+    let says_no_fault = fields
+        .iter()
+        .any(|(f, v)| *f == Field::Fault && matches!(v, FieldValue::Null));
+    if light == Streetlight::default() && !says_no_fault {
+        return Err(DomainError::NoReadings);
+    }
+    Ok(light)
+}
+
+#[cfg(test)]
+mod tests;

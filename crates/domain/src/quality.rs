@@ -1,0 +1,260 @@
+//! Plausibility checks that set a reading's quality flag. They never drop a
+//! reading: a broken sensor's data is kept, flagged, for maintenance to see,
+//! and flood alerts can ignore what is not `good`.
+//!
+//! - `out_of_range:<column>` (bad): outside the physical range of the kind, or
+//!   of the sensor's own `valid_min`/`valid_max`;
+//! - `spike:<column>` (suspect): changed faster than the quantity can, against
+//!   the sensor's last good value (a QARTOD-style rate-of-change test);
+//! - `future_ts` (bad): stamped later than now plus the tolerance;
+//! - `clock_unset` (bad): stamped before 2000, a logger whose clock was never set.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::kind::Field;
+use crate::reading::{QualityLevel, Reading, Values};
+use crate::registry::SensorInfo;
+
+/// Physical range of each numeric column in its canonical unit.
+pub fn physical_range(field: Field) -> (f64, f64) {
+    match field {
+        Field::RainMm | Field::RainCounterMm => (0.0, 10_000.0),
+        Field::IntervalS => (1.0, 86_400.0),
+        Field::RainTips => (0.0, 100_000.0),
+        // Stage above the station datum: datums differ, so this is wide;
+        // per-sensor ranges tighten it.
+        Field::LevelM => (-50.0, 500.0),
+        Field::DepthCm => (-5.0, 500.0),
+        Field::Pm25 => (0.0, 1_000.0),
+        Field::Pm10 => (0.0, 2_000.0),
+        Field::O3 | Field::No2 | Field::So2 => (0.0, 2_000.0),
+        Field::Co => (0.0, 200.0),
+        Field::TempC => (-40.0, 70.0),
+        Field::RhPct => (0.0, 100.0),
+        Field::DimPct => (0.0, 100.0),
+        Field::PowerW => (0.0, 5_000.0),
+        Field::EnergyKwh => (0.0, 1e9),
+        Field::VoltageV => (0.0, 500.0),
+        Field::CurrentA => (0.0, 50.0),
+        Field::LampOn | Field::Fault => (f64::NEG_INFINITY, f64::INFINITY),
+    }
+}
+
+/// Rain faster than this is not rain (the world's one-hour record is ~305 mm).
+const MAX_RAIN_MM_PER_H: f64 = 350.0;
+
+/// The fastest credible change of a column per second, for the spike test.
+fn max_rate_per_s(field: Field) -> Option<f64> {
+    match field {
+        // A sewer manhole can surcharge by metres in minutes; more than a metre
+        // a minute is a sensor, not water.
+        Field::LevelM => Some(1.0 / 60.0),
+        Field::DepthCm => Some(30.0 / 60.0),
+        Field::TempC => Some(5.0 / 60.0),
+        _ => None,
+    }
+}
+
+/// The spike test looks back at most this far; older values say nothing.
+const SPIKE_WINDOW: Duration = Duration::hours(1);
+/// Rates are computed over at least a minute, so jitter between two readings a
+/// second apart is not a spike.
+const MIN_RATE_SPAN_S: f64 = 60.0;
+
+/// How far ahead of now a timestamp may be (clock drift) before it is bad.
+#[derive(Debug, Clone, Copy)]
+pub struct QualityConfig {
+    pub future_tolerance: Duration,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig {
+            future_tolerance: Duration::minutes(5),
+        }
+    }
+}
+
+/// The last good value of each (sensor, column) for the spike test.
+#[derive(Debug, Default)]
+pub struct SpikeTracker {
+    last_good: HashMap<(String, Field), (DateTime<Utc>, f64)>,
+}
+
+impl SpikeTracker {
+    pub fn len(&self) -> usize {
+        self.last_good.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last_good.is_empty()
+    }
+}
+
+/// Runs every check on `reading` and records what fired in its quality flag.
+pub fn check(
+    reading: &mut Reading,
+    sensor: Option<&SensorInfo>,
+    now: DateTime<Utc>,
+    config: &QualityConfig,
+    spikes: &mut SpikeTracker,
+) {
+    if reading.ts > now + config.future_tolerance {
+        reading.quality.flag(QualityLevel::Bad, "future_ts");
+    }
+    if reading.ts.timestamp() < 946_684_800 {
+        reading.quality.flag(QualityLevel::Bad, "clock_unset");
+    }
+    let kind = reading.kind();
+    for &field in kind.columns() {
+        let Some(value) = reading.values.number(field) else {
+            continue;
+        };
+        let (mut min, mut max) = physical_range(field);
+        if let Some(sensor) = sensor.filter(|_| is_main_field(field)) {
+            min = sensor.valid_min.unwrap_or(min);
+            max = sensor.valid_max.unwrap_or(max);
+        }
+        if !(min..=max).contains(&value) {
+            reading
+                .quality
+                .flag(QualityLevel::Bad, format!("out_of_range:{field}"));
+            continue;
+        }
+        if let Some(max_rate) = max_rate_per_s(field) {
+            spike_check(reading, field, value, max_rate, spikes);
+        }
+    }
+    if let Values::Rainfall {
+        rain_mm,
+        interval_s,
+    } = reading.values
+    {
+        let hours = interval_s.map_or(1.0, |s| f64::from(s).max(60.0) / 3600.0);
+        if rain_mm / hours > MAX_RAIN_MM_PER_H
+            && !reading
+                .quality
+                .reasons
+                .iter()
+                .any(|r| r == "out_of_range:rain_mm")
+        {
+            reading
+                .quality
+                .flag(QualityLevel::Bad, "out_of_range:rain_mm");
+        }
+    }
+}
+
+fn spike_check(
+    reading: &mut Reading,
+    field: Field,
+    value: f64,
+    max_rate: f64,
+    spikes: &mut SpikeTracker,
+) {
+    let key = (reading.sensor_id.clone(), field);
+    match spikes.last_good.get(&key) {
+        Some(&(ts, last)) if (reading.ts - ts).abs() <= SPIKE_WINDOW => {
+            let span =
+                ((reading.ts - ts).num_milliseconds().abs() as f64 / 1000.0).max(MIN_RATE_SPAN_S);
+            if (value - last).abs() / span > max_rate {
+                reading
+                    .quality
+                    .flag(QualityLevel::Suspect, format!("spike:{field}"));
+                return;
+            }
+            if reading.ts > ts {
+                spikes.last_good.insert(key, (reading.ts, value));
+            }
+        }
+        _ => {
+            spikes.last_good.insert(key, (reading.ts, value));
+        }
+    }
+}
+
+/// The column a sensor's `valid_min`/`valid_max` speak of.
+fn is_main_field(field: Field) -> bool {
+    matches!(field, Field::RainMm | Field::LevelM | Field::DepthCm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kind::Kind;
+    use crate::reading::Quality;
+    use crate::registry::SensorStatus;
+
+    fn level(minute: i64, level_m: f64) -> Reading {
+        Reading {
+            sensor_id: "kh-wl-0001".into(),
+            ts: DateTime::from_timestamp(1_795_305_600 + minute * 60, 0).unwrap(),
+            values: Values::WaterLevel { level_m },
+            quality: Quality::default(),
+        }
+    }
+
+    fn run(reading: &mut Reading, sensor: Option<&SensorInfo>, spikes: &mut SpikeTracker) {
+        let now = DateTime::from_timestamp(1_795_305_600 + 86_400, 0).unwrap();
+        check(reading, sensor, now, &QualityConfig::default(), spikes);
+    }
+
+    #[test]
+    fn flags_spikes_against_the_last_good_value() {
+        let mut spikes = SpikeTracker::default();
+        let levels = [(0, 2.0), (1, 2.1), (2, 9.0), (3, 2.2), (13, 4.0)];
+        let flags: Vec<_> = levels
+            .iter()
+            .map(|&(m, v)| {
+                let mut r = level(m, v);
+                run(&mut r, None, &mut spikes);
+                r.quality.reasons.join(",")
+            })
+            .collect();
+        // 2.1 -> 9.0 in a minute is a spike; 2.2 after it compares with 2.1;
+        // +1.8 m in ten minutes is a fast but credible rise.
+        assert_eq!(flags, ["", "", "spike:level_m", "", ""]);
+    }
+
+    #[test]
+    fn flags_ranges_times_and_rain_rates() {
+        let mut spikes = SpikeTracker::default();
+        let mut sensor = SensorInfo::new("kh-wl-0001", Kind::WaterLevel, SensorStatus::Active);
+        sensor.valid_max = Some(6.0);
+        let mut high = level(0, 7.5);
+        run(&mut high, Some(&sensor), &mut spikes);
+        assert_eq!(
+            (high.quality.level, high.quality.reasons.clone()),
+            (QualityLevel::Bad, vec!["out_of_range:level_m".into()])
+        );
+
+        let mut future = level(60 * 48, 2.0);
+        run(&mut future, None, &mut spikes);
+        assert_eq!(future.quality.reasons, ["future_ts"]);
+
+        let mut epoch = level(0, 2.0);
+        epoch.ts = DateTime::from_timestamp(0, 0).unwrap();
+        run(&mut epoch, None, &mut spikes);
+        assert_eq!(epoch.quality.reasons, ["clock_unset"]);
+
+        let mut cloudburst = level(0, 0.0);
+        cloudburst.values = Values::Rainfall {
+            rain_mm: 80.0,
+            interval_s: Some(600),
+        };
+        run(&mut cloudburst, None, &mut spikes);
+        assert_eq!(cloudburst.quality.reasons, ["out_of_range:rain_mm"]);
+        let mut taoyuan = level(0, 0.0);
+        taoyuan.values = Values::Rainfall {
+            rain_mm: 117.0,
+            interval_s: Some(3600),
+        };
+        run(&mut taoyuan, None, &mut spikes);
+        assert!(
+            taoyuan.quality.is_good(),
+            "117 mm in an hour happened in Taoyuan"
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! The sensor registry as the normaliser sees it: which sensor an id or device
+//! EUI names, its kind, and the installation facts that normalisation needs.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::kind::Kind;
+use crate::DomainError;
+
+pub mod file;
+
+/// Life-cycle state of a sensor in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SensorStatus {
+    /// Confirmed by an operator (or imported).
+    Active,
+    /// Auto-registered when unknown data arrived; waits for an operator.
+    Pending,
+    /// Taken out of service; its data is rejected for inspection.
+    Retired,
+}
+
+impl SensorStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SensorStatus::Active => "active",
+            SensorStatus::Pending => "pending",
+            SensorStatus::Retired => "retired",
+        }
+    }
+}
+
+impl fmt::Display for SensorStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SensorStatus {
+    type Err = DomainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(SensorStatus::Active),
+            "pending" => Ok(SensorStatus::Pending),
+            "retired" => Ok(SensorStatus::Retired),
+            other => Err(DomainError::invalid(
+                "status",
+                format!("`{other}` is not active, pending or retired"),
+            )),
+        }
+    }
+}
+
+/// What normalisation needs to know about one sensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorInfo {
+    pub id: String,
+    pub kind: Kind,
+    pub status: SensorStatus,
+    /// Millimetres of rain per tip of a tipping-bucket gauge.
+    pub bucket_mm: Option<f64>,
+    /// Valid range of the sensor's main value in its canonical unit, from the
+    /// installation metadata (`valid_min`, `valid_max`); overrides the kind's.
+    pub valid_min: Option<f64>,
+    pub valid_max: Option<f64>,
+    /// LoRaWAN device EUI, lowercase hex.
+    pub dev_eui: Option<String>,
+    /// Name of the LoRaWAN field map this device's payload uses.
+    pub device_profile: Option<String>,
+}
+
+impl SensorInfo {
+    /// A sensor known only by its id and kind (as when auto-registered).
+    pub fn new(id: impl Into<String>, kind: Kind, status: SensorStatus) -> Self {
+        SensorInfo {
+            id: id.into(),
+            kind,
+            status,
+            bucket_mm: None,
+            valid_min: None,
+            valid_max: None,
+            dev_eui: None,
+            device_profile: None,
+        }
+    }
+}
+
+/// A sensor seen for the first time: the store registers it as `pending`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NewSensor {
+    pub id: String,
+    pub kind: Kind,
+    pub dev_eui: Option<String>,
+    pub device_profile: Option<String>,
+}
+
+/// An in-memory snapshot of the registry, indexed by id and by device EUI.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    by_id: HashMap<String, SensorInfo>,
+    id_by_eui: HashMap<String, String>,
+}
+
+impl Registry {
+    pub fn new(sensors: impl IntoIterator<Item = SensorInfo>) -> Self {
+        let mut registry = Registry::default();
+        for sensor in sensors {
+            registry.insert(sensor);
+        }
+        registry
+    }
+
+    pub fn insert(&mut self, sensor: SensorInfo) {
+        if let Some(eui) = &sensor.dev_eui {
+            self.id_by_eui.insert(normalise_eui(eui), sensor.id.clone());
+        }
+        self.by_id.insert(sensor.id.clone(), sensor);
+    }
+
+    pub fn get(&self, id: &str) -> Option<&SensorInfo> {
+        self.by_id.get(id)
+    }
+
+    pub fn by_dev_eui(&self, eui: &str) -> Option<&SensorInfo> {
+        self.id_by_eui
+            .get(&normalise_eui(eui))
+            .and_then(|id| self.by_id.get(id))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+/// Device EUIs compare as lowercase hex without separators: TTS sends them
+/// uppercase, ChirpStack lowercase, and people write `70-B3-D5-...`.
+pub fn normalise_eui(eui: &str) -> String {
+    eui.chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Sensor ids are stable text keys that also appear in MQTT topics and URLs.
+pub fn validate_sensor_id(id: &str) -> Result<(), DomainError> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && id.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidSensorId(id.chars().take(64).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_sensors_by_any_spelling_of_their_eui() {
+        let mut sensor = SensorInfo::new("kh-fd-0001", Kind::FloodDepth, SensorStatus::Active);
+        sensor.dev_eui = Some("70B3D57ED0001234".into());
+        let registry = Registry::new([sensor]);
+        for eui in [
+            "70b3d57ed0001234",
+            "70B3D57ED0001234",
+            "70-b3-d5-7e-d0-00-12-34",
+        ] {
+            assert_eq!(registry.by_dev_eui(eui).unwrap().id, "kh-fd-0001", "{eui}");
+        }
+    }
+
+    #[test]
+    fn sensor_ids_are_safe_keys() {
+        for ok in ["kh-wl-0012", "lora-70b3d57ed0001234", "urn:dev:ow:10e2073a"] {
+            assert!(validate_sensor_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "a/b", "a b", "é", &"x".repeat(65), "a+b", "#"] {
+            assert!(validate_sensor_id(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Timestamps as sensors send them.
+//!
+//! Accepted: RFC 3339 (`2026-11-22T08:00:00+08:00`, `...Z`), a local time with no
+//! offset (`2026-11-22 08:00:00`, `2026/11/22 08:00`), read in the city's time
+//! zone, and epoch numbers in seconds, milliseconds, microseconds or
+//! nanoseconds, told apart by magnitude (seconds up to 1e11, i.e. year 5138).
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use crate::DomainError;
+
+const NAIVE_FORMATS: [&str; 6] = [
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d %H:%M:%S%.f",
+    "%Y/%m/%d %H:%M",
+];
+
+/// Parses a JSON timestamp: a string (RFC 3339 or local) or an epoch number.
+pub fn parse_json(value: &Value, tz: Tz) -> Result<DateTime<Utc>, DomainError> {
+    match value {
+        Value::String(s) => parse_str(s, tz),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| invalid(&n.to_string()))
+            .and_then(from_epoch),
+        other => Err(DomainError::InvalidTimestamp(format!(
+            "expected a string or an epoch number, got {}",
+            json_type(other)
+        ))),
+    }
+}
+
+/// Parses RFC 3339, or a local date-time without offset in `tz`.
+pub fn parse_str(s: &str, tz: Tz) -> Result<DateTime<Utc>, DomainError> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    // RFC 3339 with a space instead of `T`, as many loggers print it.
+    if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z") {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in NAIVE_FORMATS {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(s, format) {
+            return local_to_utc(naive, tz).ok_or_else(|| invalid(s));
+        }
+    }
+    Err(invalid(s))
+}
+
+/// Reads an epoch number whose unit is told by its magnitude.
+pub fn from_epoch(x: f64) -> Result<DateTime<Utc>, DomainError> {
+    if !x.is_finite() || x < 0.0 {
+        return Err(invalid(&x.to_string()));
+    }
+    let nanos = if x < 1e11 {
+        x * 1e9
+    } else if x < 1e14 {
+        x * 1e6
+    } else if x < 1e17 {
+        x * 1e3
+    } else {
+        x
+    };
+    if nanos >= i64::MAX as f64 {
+        return Err(invalid(&x.to_string()));
+    }
+    Ok(DateTime::from_timestamp_nanos(nanos.round() as i64))
+}
+
+fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        // A repeated hour at a DST change: the earlier instant, as loggers that
+        // ignore DST would mean.
+        LocalResult::Ambiguous(earliest, _) => Some(earliest.with_timezone(&Utc)),
+        LocalResult::None => None,
+    }
+}
+
+fn invalid(s: &str) -> DomainError {
+    DomainError::InvalidTimestamp(format!(
+        "`{}` is not RFC 3339, a local date-time or an epoch number",
+        truncate(s, 64)
+    ))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+pub(crate) fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TAIPEI: Tz = chrono_tz::Asia::Taipei;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn reads_rfc3339_with_any_offset() {
+        let want = utc("2026-11-22T00:00:00Z");
+        for s in [
+            "2026-11-22T08:00:00+08:00",
+            "2026-11-22T00:00:00Z",
+            "2026-11-22 08:00:00+08:00",
+        ] {
+            assert_eq!(parse_str(s, TAIPEI).unwrap(), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn reads_local_times_in_the_city_zone() {
+        let want = utc("2026-11-22T00:00:00Z");
+        for s in [
+            "2026-11-22T08:00:00",
+            "2026-11-22 08:00:00",
+            "2026/11/22 08:00",
+            "2026-11-22 08:00:00.000",
+        ] {
+            assert_eq!(parse_str(s, TAIPEI).unwrap(), want, "{s}");
+        }
+        assert_eq!(
+            parse_str("2026-11-22 08:00:00", chrono_tz::UTC).unwrap(),
+            utc("2026-11-22T08:00:00Z")
+        );
+    }
+
+    #[test]
+    fn tells_epoch_units_by_magnitude() {
+        let want = utc("2026-11-22T00:00:00Z");
+        let secs = want.timestamp();
+        for value in [
+            json!(secs),
+            json!(secs * 1000),
+            json!(secs * 1_000_000),
+            json!(secs as f64),
+        ] {
+            assert_eq!(parse_json(&value, TAIPEI).unwrap(), want, "{value}");
+        }
+        assert_eq!(
+            parse_json(&json!(1.5), TAIPEI)
+                .unwrap()
+                .timestamp_subsec_millis(),
+            500
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_time() {
+        for value in [
+            json!("yesterday"),
+            json!(true),
+            json!(-5),
+            json!(null),
+            json!("2026-13-01T00:00:00Z"),
+        ] {
+            assert!(
+                matches!(
+                    parse_json(&value, TAIPEI),
+                    Err(DomainError::InvalidTimestamp(_))
+                ),
+                "{value}"
+            );
+        }
+    }
+}
