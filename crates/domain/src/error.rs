@@ -23,21 +23,13 @@ pub enum DomainError {
     #[error("unknown unit `{0}`")]
     UnknownUnit(String),
     #[error("unit `{unit}` cannot express `{field}` (canonical unit {canonical})")]
-    IncompatibleUnit {
-        unit: String,
-        field: String,
-        canonical: String,
-    },
+    IncompatibleUnit { unit: String, field: String, canonical: String },
     #[error("invalid timestamp: {0}")]
     InvalidTimestamp(String),
     #[error("message carries no readings")]
     NoReadings,
     #[error("sensor `{sensor_id}` is registered as {registered}, not {got}")]
-    KindMismatch {
-        sensor_id: String,
-        registered: String,
-        got: String,
-    },
+    KindMismatch { sensor_id: String, registered: String, got: String },
     #[error("sensor `{0}` is retired")]
     RetiredSensor(String),
     #[error("no registered sensor has device EUI `{0}` and no device profile names its kind")]
@@ -67,11 +59,13 @@ pub enum RejectReason {
     UnknownDevice,
     UnknownDeviceProfile,
     CounterOutOfOrder,
+    /// The database refused the row itself (a safety net: should not happen).
+    StoreRejected,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric label values.
-    pub const ALL: [RejectReason; 15] = [
+    pub const ALL: [RejectReason; 16] = [
         Self::Oversized,
         Self::MalformedPayload,
         Self::UnknownTopic,
@@ -87,6 +81,7 @@ impl RejectReason {
         Self::UnknownDevice,
         Self::UnknownDeviceProfile,
         Self::CounterOutOfOrder,
+        Self::StoreRejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +101,7 @@ impl RejectReason {
             Self::UnknownDevice => "unknown_device",
             Self::UnknownDeviceProfile => "unknown_device_profile",
             Self::CounterOutOfOrder => "counter_out_of_order",
+            Self::StoreRejected => "store_rejected",
         }
     }
 }
@@ -138,9 +134,6 @@ impl DomainError {
     }
 
     pub(crate) fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self::InvalidValue {
-            field: field.into(),
-            problem: problem.into(),
-        }
+        Self::InvalidValue { field: field.into(), problem: problem.into() }
     }
 }

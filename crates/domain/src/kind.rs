@@ -20,13 +20,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::Rainfall,
-        Kind::WaterLevel,
-        Kind::FloodDepth,
-        Kind::AirQuality,
-        Kind::Streetlight,
-    ];
+    pub const ALL: [Kind; 5] =
+        [Kind::Rainfall, Kind::WaterLevel, Kind::FloodDepth, Kind::AirQuality, Kind::Streetlight];
 
     /// The kind's name, also its table name and topic segment.
     pub fn as_str(self) -> &'static str {
@@ -189,9 +184,7 @@ impl Field {
     /// Column name or alias, case-insensitive.
     pub fn from_name_or_alias(name: &str) -> Option<Field> {
         let lower = name.to_ascii_lowercase();
-        Field::ALL
-            .into_iter()
-            .find(|f| f.name() == lower || f.aliases().contains(&lower.as_str()))
+        Field::ALL.into_iter().find(|f| f.name() == lower || f.aliases().contains(&lower.as_str()))
     }
 
     fn spec(self) -> (&'static str, Kind, Option<Unit>) {
@@ -266,9 +259,6 @@ mod tests {
         for kind in Kind::ALL {
             assert_eq!(kind.as_str().parse::<Kind>().unwrap(), kind);
         }
-        assert_eq!(
-            "lava".parse::<Kind>().unwrap_err().reason(),
-            crate::RejectReason::UnknownKind
-        );
+        assert_eq!("lava".parse::<Kind>().unwrap_err().reason(), crate::RejectReason::UnknownKind);
     }
 }

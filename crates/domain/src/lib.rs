@@ -24,8 +24,6 @@ pub mod unit;
 pub use error::{DomainError, RejectReason};
 pub use kind::{Field, FieldValue, Kind};
 pub use normalise::{Decoded, Message, NormaliseConfig, Normaliser};
-pub use reading::{
-    AirQuality, CounterReading, Quality, QualityLevel, Reading, Streetlight, Values,
-};
+pub use reading::{AirQuality, CounterReading, Quality, QualityLevel, Reading, Streetlight, Values};
 pub use registry::{NewSensor, Registry, SensorInfo, SensorStatus};
 pub use unit::Unit;

@@ -12,11 +12,10 @@ use crate::decode::{self, DecodeContext, DeviceProfiles, RawRecord, Records};
 use crate::kind::{Field, FieldValue, Kind};
 use crate::quality::{self, QualityConfig, SpikeTracker};
 use crate::rain::DEFAULT_BUCKET_MM;
-use crate::reading::{
-    AirQuality, CounterReading, Quality, QualityLevel, Reading, Streetlight, Values,
-};
+use crate::reading::{AirQuality, CounterReading, Quality, QualityLevel, Reading, Streetlight, Values};
 use crate::registry::{NewSensor, Registry, SensorInfo, SensorStatus};
 use crate::topic::{self, Route};
+use crate::unit::round_significant;
 use crate::{DomainError, RejectReason};
 
 /// Everything normalisation is configured with.
@@ -81,11 +80,7 @@ pub struct Normaliser {
 
 impl Normaliser {
     pub fn new(config: NormaliseConfig) -> Self {
-        Normaliser {
-            config,
-            pending: HashMap::new(),
-            spikes: SpikeTracker::default(),
-        }
+        Normaliser { config, pending: HashMap::new(), spikes: SpikeTracker::default() }
     }
 
     pub fn config(&self) -> &NormaliseConfig {
@@ -100,18 +95,12 @@ impl Normaliser {
     pub fn normalise(&mut self, msg: &Message<'_>, registry: &Registry) -> Decoded {
         let mut out = Decoded::default();
         match self.decode(msg, registry) {
-            Err(e) => {
-                out.rejection = Some(Rejection {
-                    reason: e.reason(),
-                    detail: e.to_string(),
-                })
-            }
+            Err(e) => out.rejection = Some(Rejection { reason: e.reason(), detail: e.to_string() }),
             Ok(records) => {
                 let total = records.len();
                 let mut failures = Vec::new();
                 for (i, record) in records.into_iter().enumerate() {
-                    let result =
-                        record.and_then(|r| self.accept(r, msg.received_at, registry, &mut out));
+                    let result = record.and_then(|r| self.accept(r, msg.received_at, registry, &mut out));
                     if let Err(e) = result {
                         failures.push((i, e));
                     }
@@ -124,14 +113,11 @@ impl Normaliser {
 
     fn decode(&self, msg: &Message<'_>, registry: &Registry) -> Result<Records, DomainError> {
         if msg.payload.len() > self.config.max_payload_bytes {
-            return Err(DomainError::Oversized {
-                bytes: msg.payload.len(),
-                limit: self.config.max_payload_bytes,
-            });
+            return Err(DomainError::Oversized { bytes: msg.payload.len(), limit: self.config.max_payload_bytes });
         }
         let route = topic::route(msg.topic, &self.config.topic_prefix)?;
-        let doc: serde_json::Value = serde_json::from_slice(msg.payload)
-            .map_err(|e| DomainError::MalformedPayload(e.to_string()))?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(msg.payload).map_err(|e| DomainError::MalformedPayload(e.to_string()))?;
         let ctx = DecodeContext {
             registry,
             profiles: &self.config.profiles,
@@ -139,13 +125,9 @@ impl Normaliser {
             received_at: msg.received_at,
         };
         match route {
-            Route::Canonical { kind, sensor_id } => {
-                decode::canonical::decode(kind, sensor_id, &doc, &ctx)
-            }
+            Route::Canonical { kind, sensor_id } => decode::canonical::decode(kind, sensor_id, &doc, &ctx),
             Route::SenMl => decode::senml::decode(&doc, &ctx),
-            Route::ChirpStack { dev_eui } => {
-                decode::lorawan::decode_chirpstack(dev_eui, &doc, &ctx)
-            }
+            Route::ChirpStack { dev_eui } => decode::lorawan::decode_chirpstack(dev_eui, &doc, &ctx),
             Route::TheThingsStack { .. } => decode::lorawan::decode_tts(&doc, &ctx),
         }
     }
@@ -172,20 +154,12 @@ impl Normaliser {
             Kind::Rainfall => match rainfall(&fields, sensor, &mut quality)? {
                 RainInput::Interval(values) => values,
                 RainInput::Counter(counter_mm) => {
-                    let mut counter = CounterReading {
-                        sensor_id: record.sensor_id,
-                        ts,
-                        counter_mm,
-                        quality,
-                    };
+                    let mut counter = CounterReading { sensor_id: record.sensor_id, ts, counter_mm, quality };
                     // Range and time checks apply to counters too.
                     let mut probe = Reading {
                         sensor_id: counter.sensor_id.clone(),
                         ts,
-                        values: Values::Rainfall {
-                            rain_mm: 0.0,
-                            interval_s: None,
-                        },
+                        values: Values::Rainfall { rain_mm: 0.0, interval_s: None },
                         quality: Quality::default(),
                     };
                     self.check(&mut probe, sensor, received_at);
@@ -194,21 +168,12 @@ impl Normaliser {
                     return Ok(());
                 }
             },
-            Kind::WaterLevel => Values::WaterLevel {
-                level_m: required(&fields, Field::LevelM)?,
-            },
-            Kind::FloodDepth => Values::FloodDepth {
-                depth_cm: required(&fields, Field::DepthCm)?,
-            },
+            Kind::WaterLevel => Values::WaterLevel { level_m: required(&fields, Field::LevelM)? },
+            Kind::FloodDepth => Values::FloodDepth { depth_cm: required(&fields, Field::DepthCm)? },
             Kind::AirQuality => Values::AirQuality(air_quality(&fields)?),
             Kind::Streetlight => Values::Streetlight(streetlight(&fields)?),
         };
-        let mut reading = Reading {
-            sensor_id: record.sensor_id,
-            ts,
-            values,
-            quality,
-        };
+        let mut reading = Reading { sensor_id: record.sensor_id, ts, values, quality };
         self.check(&mut reading, sensor, received_at);
         out.readings.push(reading);
         Ok(())
@@ -216,19 +181,8 @@ impl Normaliser {
 
     /// "Now" for the checks is when the message arrived, so a replayed or
     /// late-processed message is judged as it was when it came in.
-    fn check(
-        &mut self,
-        reading: &mut Reading,
-        sensor: Option<&SensorInfo>,
-        received_at: DateTime<Utc>,
-    ) {
-        quality::check(
-            reading,
-            sensor,
-            received_at,
-            &self.config.quality,
-            &mut self.spikes,
-        );
+    fn check(&mut self, reading: &mut Reading, sensor: Option<&SensorInfo>, received_at: DateTime<Utc>) {
+        quality::check(reading, sensor, received_at, &self.config.quality, &mut self.spikes);
     }
 
     /// Finds the record's sensor, or registers it as pending.
@@ -248,9 +202,7 @@ impl Normaliser {
             return Ok(Some(sensor));
         }
         match self.pending.get(&record.sensor_id) {
-            Some(&kind) if kind != record.kind => {
-                Err(kind_mismatch(&record.sensor_id, kind, record.kind))
-            }
+            Some(&kind) if kind != record.kind => Err(kind_mismatch(&record.sensor_id, kind, record.kind)),
             Some(_) => Ok(None),
             None => {
                 self.pending.insert(record.sensor_id.clone(), record.kind);
@@ -279,15 +231,9 @@ fn summarise(total: usize, failures: Vec<(usize, DomainError)>) -> Option<Reject
     let detail = if total == 1 {
         first.to_string()
     } else {
-        format!(
-            "{} of {total} records rejected; first, record {first_index}: {first}",
-            failures.len()
-        )
+        format!("{} of {total} records rejected; first, record {first_index}: {first}", failures.len())
     };
-    Some(Rejection {
-        reason: first.reason(),
-        detail,
-    })
+    Some(Rejection { reason: first.reason(), detail })
 }
 
 enum RainInput {
@@ -302,12 +248,7 @@ fn rainfall(
 ) -> Result<RainInput, DomainError> {
     let interval_s = match number(fields, Field::IntervalS) {
         Some(s) if s >= 1.0 => Some(s as i32),
-        Some(s) => {
-            return Err(DomainError::invalid(
-                "interval_s",
-                format!("must be at least 1 second, got {s}"),
-            ))
-        }
+        Some(s) => return Err(DomainError::invalid("interval_s", format!("must be at least 1 second, got {s}"))),
         None => None,
     };
     let given: Vec<Field> = [Field::RainMm, Field::RainTips, Field::RainCounterMm]
@@ -322,10 +263,7 @@ fn rainfall(
         [Field::RainTips] => {
             let tips = number(fields, Field::RainTips).unwrap_or_default();
             if tips < 0.0 || tips.fract() != 0.0 {
-                return Err(DomainError::invalid(
-                    "rain_tips",
-                    format!("must be a whole count, got {tips}"),
-                ));
+                return Err(DomainError::invalid("rain_tips", format!("must be a whole count, got {tips}")));
             }
             let bucket_mm = match sensor.and_then(|s| s.bucket_mm) {
                 Some(b) => b,
@@ -334,22 +272,11 @@ fn rainfall(
                     DEFAULT_BUCKET_MM
                 }
             };
-            Ok(RainInput::Interval(Values::Rainfall {
-                rain_mm: tips * bucket_mm,
-                interval_s,
-            }))
+            Ok(RainInput::Interval(Values::Rainfall { rain_mm: round_significant(tips * bucket_mm), interval_s }))
         }
-        [Field::RainCounterMm] => Ok(RainInput::Counter(
-            number(fields, Field::RainCounterMm).unwrap_or_default(),
-        )),
-        [] => Err(DomainError::invalid(
-            "rain_mm",
-            "missing: send rain_mm, rain_tips or rain_counter_mm",
-        )),
-        _ => Err(DomainError::invalid(
-            "rain_mm",
-            "send only one of rain_mm, rain_tips, rain_counter_mm",
-        )),
+        [Field::RainCounterMm] => Ok(RainInput::Counter(number(fields, Field::RainCounterMm).unwrap_or_default())),
+        [] => Err(DomainError::invalid("rain_mm", "missing: send rain_mm, rain_tips or rain_counter_mm")),
+        _ => Err(DomainError::invalid("rain_mm", "send only one of rain_mm, rain_tips, rain_counter_mm")),
     }
 }
 
@@ -382,9 +309,7 @@ fn streetlight(fields: &[(Field, FieldValue)]) -> Result<Streetlight, DomainErro
     for (field, value) in fields {
         match (field, value) {
             (Field::LampOn, FieldValue::Bool(b)) => light.lamp_on = Some(*b),
-            (Field::Fault, FieldValue::Text(code)) if !code.is_empty() => {
-                light.fault = Some(code.clone())
-            }
+            (Field::Fault, FieldValue::Text(code)) if !code.is_empty() => light.fault = Some(code.clone()),
             (field, FieldValue::Number(n)) => {
                 if let Some(slot) = light.slot(*field) {
                     *slot = Some(*n);
@@ -394,9 +319,7 @@ fn streetlight(fields: &[(Field, FieldValue)]) -> Result<Streetlight, DomainErro
         }
     }
     // A message that only says "no fault" is still a report worth a row.
-    let says_no_fault = fields
-        .iter()
-        .any(|(f, v)| *f == Field::Fault && matches!(v, FieldValue::Null));
+    let says_no_fault = fields.iter().any(|(f, v)| *f == Field::Fault && matches!(v, FieldValue::Null));
     if light == Streetlight::default() && !says_no_fault {
         return Err(DomainError::NoReadings);
     }

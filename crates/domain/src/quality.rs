@@ -71,9 +71,7 @@ pub struct QualityConfig {
 
 impl Default for QualityConfig {
     fn default() -> Self {
-        QualityConfig {
-            future_tolerance: Duration::minutes(5),
-        }
+        QualityConfig { future_tolerance: Duration::minutes(5) }
     }
 }
 
@@ -118,51 +116,34 @@ pub fn check(
             max = sensor.valid_max.unwrap_or(max);
         }
         if !(min..=max).contains(&value) {
-            reading
-                .quality
-                .flag(QualityLevel::Bad, format!("out_of_range:{field}"));
+            reading.quality.flag(QualityLevel::Bad, format!("out_of_range:{field}"));
             continue;
         }
         if let Some(max_rate) = max_rate_per_s(field) {
             spike_check(reading, field, value, max_rate, spikes);
         }
     }
-    if let Values::Rainfall {
-        rain_mm,
-        interval_s,
-    } = reading.values
-    {
+    check_rain_rate(reading);
+}
+
+/// Flags rain faster than any storm; counter gauges run it once the store has
+/// worked out their interval.
+pub fn check_rain_rate(reading: &mut Reading) {
+    if let Values::Rainfall { rain_mm, interval_s } = reading.values {
         let hours = interval_s.map_or(1.0, |s| f64::from(s).max(60.0) / 3600.0);
-        if rain_mm / hours > MAX_RAIN_MM_PER_H
-            && !reading
-                .quality
-                .reasons
-                .iter()
-                .any(|r| r == "out_of_range:rain_mm")
-        {
-            reading
-                .quality
-                .flag(QualityLevel::Bad, "out_of_range:rain_mm");
+        if rain_mm / hours > MAX_RAIN_MM_PER_H && !reading.quality.reasons.iter().any(|r| r == "out_of_range:rain_mm") {
+            reading.quality.flag(QualityLevel::Bad, "out_of_range:rain_mm");
         }
     }
 }
 
-fn spike_check(
-    reading: &mut Reading,
-    field: Field,
-    value: f64,
-    max_rate: f64,
-    spikes: &mut SpikeTracker,
-) {
+fn spike_check(reading: &mut Reading, field: Field, value: f64, max_rate: f64, spikes: &mut SpikeTracker) {
     let key = (reading.sensor_id.clone(), field);
     match spikes.last_good.get(&key) {
         Some(&(ts, last)) if (reading.ts - ts).abs() <= SPIKE_WINDOW => {
-            let span =
-                ((reading.ts - ts).num_milliseconds().abs() as f64 / 1000.0).max(MIN_RATE_SPAN_S);
+            let span = ((reading.ts - ts).num_milliseconds().abs() as f64 / 1000.0).max(MIN_RATE_SPAN_S);
             if (value - last).abs() / span > max_rate {
-                reading
-                    .quality
-                    .flag(QualityLevel::Suspect, format!("spike:{field}"));
+                reading.quality.flag(QualityLevel::Suspect, format!("spike:{field}"));
                 return;
             }
             if reading.ts > ts {
@@ -240,21 +221,12 @@ mod tests {
         assert_eq!(epoch.quality.reasons, ["clock_unset"]);
 
         let mut cloudburst = level(0, 0.0);
-        cloudburst.values = Values::Rainfall {
-            rain_mm: 80.0,
-            interval_s: Some(600),
-        };
+        cloudburst.values = Values::Rainfall { rain_mm: 80.0, interval_s: Some(600) };
         run(&mut cloudburst, None, &mut spikes);
         assert_eq!(cloudburst.quality.reasons, ["out_of_range:rain_mm"]);
         let mut taoyuan = level(0, 0.0);
-        taoyuan.values = Values::Rainfall {
-            rain_mm: 117.0,
-            interval_s: Some(3600),
-        };
+        taoyuan.values = Values::Rainfall { rain_mm: 117.0, interval_s: Some(3600) };
         run(&mut taoyuan, None, &mut spikes);
-        assert!(
-            taoyuan.quality.is_good(),
-            "117 mm in an hour happened in Taoyuan"
-        );
+        assert!(taoyuan.quality.is_good(), "117 mm in an hour happened in Taoyuan");
     }
 }

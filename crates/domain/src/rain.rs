@@ -11,6 +11,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::unit::round_significant;
+
 /// Bucket size assumed when the registry has none.
 pub const DEFAULT_BUCKET_MM: f64 = 0.5;
 
@@ -25,11 +27,7 @@ pub struct CounterState {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CounterStep {
     /// Rain in the interval since the previous value.
-    Interval {
-        rain_mm: f64,
-        interval_s: i32,
-        reset: bool,
-    },
+    Interval { rain_mm: f64, interval_s: i32, reset: bool },
     /// The first value seen: it only sets the state.
     First,
     /// The same time as the stored state: a duplicate, nothing to store.
@@ -57,19 +55,11 @@ pub fn counter_step(prev: Option<CounterState>, ts: DateTime<Utc>, counter_mm: f
         return CounterStep::OutOfOrder;
     }
     let interval_s = i32::try_from((ts - prev.ts).num_seconds().max(1)).unwrap_or(i32::MAX);
-    let delta = counter_mm - prev.counter_mm;
+    let delta = round_significant(counter_mm - prev.counter_mm);
     if delta >= -NOISE_MM {
-        CounterStep::Interval {
-            rain_mm: delta.max(0.0),
-            interval_s,
-            reset: false,
-        }
+        CounterStep::Interval { rain_mm: delta.max(0.0), interval_s, reset: false }
     } else {
-        CounterStep::Interval {
-            rain_mm: counter_mm.max(0.0),
-            interval_s,
-            reset: true,
-        }
+        CounterStep::Interval { rain_mm: counter_mm.max(0.0), interval_s, reset: true }
     }
 }
 
@@ -83,10 +73,7 @@ mod tests {
     }
 
     fn state(minutes: i64, counter_mm: f64) -> Option<CounterState> {
-        Some(CounterState {
-            ts: t(minutes),
-            counter_mm,
-        })
+        Some(CounterState { ts: t(minutes), counter_mm })
     }
 
     #[test]
@@ -94,19 +81,16 @@ mod tests {
         assert_eq!(counter_step(None, t(0), 10.0), CounterStep::First);
         assert_eq!(
             counter_step(state(0, 10.0), t(10), 12.5),
-            CounterStep::Interval {
-                rain_mm: 2.5,
-                interval_s: 600,
-                reset: false
-            }
+            CounterStep::Interval { rain_mm: 2.5, interval_s: 600, reset: false }
+        );
+        assert_eq!(
+            counter_step(state(0, 100.1), t(10), 100.3),
+            CounterStep::Interval { rain_mm: 0.2, interval_s: 600, reset: false },
+            "no float noise in the difference"
         );
         assert_eq!(
             counter_step(state(0, 10.0), t(10), 9.98),
-            CounterStep::Interval {
-                rain_mm: 0.0,
-                interval_s: 600,
-                reset: false
-            },
+            CounterStep::Interval { rain_mm: 0.0, interval_s: 600, reset: false },
             "jitter below the noise floor is no rain, not a reset"
         );
     }
@@ -115,27 +99,13 @@ mod tests {
     fn handles_resets_gaps_and_disorder() {
         assert_eq!(
             counter_step(state(0, 250.0), t(10), 1.5),
-            CounterStep::Interval {
-                rain_mm: 1.5,
-                interval_s: 600,
-                reset: true
-            }
+            CounterStep::Interval { rain_mm: 1.5, interval_s: 600, reset: true }
         );
         assert_eq!(
             counter_step(state(0, 10.0), t(180), 40.0),
-            CounterStep::Interval {
-                rain_mm: 30.0,
-                interval_s: 10_800,
-                reset: false
-            }
+            CounterStep::Interval { rain_mm: 30.0, interval_s: 10_800, reset: false }
         );
-        assert_eq!(
-            counter_step(state(10, 10.0), t(10), 10.0),
-            CounterStep::Duplicate
-        );
-        assert_eq!(
-            counter_step(state(10, 10.0), t(5), 9.0),
-            CounterStep::OutOfOrder
-        );
+        assert_eq!(counter_step(state(10, 10.0), t(10), 10.0), CounterStep::Duplicate);
+        assert_eq!(counter_step(state(10, 10.0), t(5), 9.0), CounterStep::OutOfOrder);
     }
 }

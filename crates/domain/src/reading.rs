@@ -22,16 +22,9 @@ impl Reading {
 /// The value columns of each kind's table.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
-    Rainfall {
-        rain_mm: f64,
-        interval_s: Option<i32>,
-    },
-    WaterLevel {
-        level_m: f64,
-    },
-    FloodDepth {
-        depth_cm: f64,
-    },
+    Rainfall { rain_mm: f64, interval_s: Option<i32> },
+    WaterLevel { level_m: f64 },
+    FloodDepth { depth_cm: f64 },
     AirQuality(AirQuality),
     Streetlight(Streetlight),
 }

@@ -45,10 +45,7 @@ impl FromStr for SensorStatus {
             "active" => Ok(SensorStatus::Active),
             "pending" => Ok(SensorStatus::Pending),
             "retired" => Ok(SensorStatus::Retired),
-            other => Err(DomainError::invalid(
-                "status",
-                format!("`{other}` is not active, pending or retired"),
-            )),
+            other => Err(DomainError::invalid("status", format!("`{other}` is not active, pending or retired"))),
         }
     }
 }
@@ -124,9 +121,7 @@ impl Registry {
     }
 
     pub fn by_dev_eui(&self, eui: &str) -> Option<&SensorInfo> {
-        self.id_by_eui
-            .get(&normalise_eui(eui))
-            .and_then(|id| self.by_id.get(id))
+        self.id_by_eui.get(&normalise_eui(eui)).and_then(|id| self.by_id.get(id))
     }
 
     pub fn len(&self) -> usize {
@@ -141,18 +136,13 @@ impl Registry {
 /// Device EUIs compare as lowercase hex without separators: TTS sends them
 /// uppercase, ChirpStack lowercase, and people write `70-B3-D5-...`.
 pub fn normalise_eui(eui: &str) -> String {
-    eui.chars()
-        .filter(char::is_ascii_hexdigit)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    eui.chars().filter(char::is_ascii_hexdigit).map(|c| c.to_ascii_lowercase()).collect()
 }
 
 /// Sensor ids are stable text keys that also appear in MQTT topics and URLs.
 pub fn validate_sensor_id(id: &str) -> Result<(), DomainError> {
     let ok = (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
         && id.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())
@@ -170,11 +160,7 @@ mod tests {
         let mut sensor = SensorInfo::new("kh-fd-0001", Kind::FloodDepth, SensorStatus::Active);
         sensor.dev_eui = Some("70B3D57ED0001234".into());
         let registry = Registry::new([sensor]);
-        for eui in [
-            "70b3d57ed0001234",
-            "70B3D57ED0001234",
-            "70-b3-d5-7e-d0-00-12-34",
-        ] {
+        for eui in ["70b3d57ed0001234", "70B3D57ED0001234", "70-b3-d5-7e-d0-00-12-34"] {
             assert_eq!(registry.by_dev_eui(eui).unwrap().id, "kh-fd-0001", "{eui}");
         }
     }

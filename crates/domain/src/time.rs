@@ -24,10 +24,7 @@ const NAIVE_FORMATS: [&str; 6] = [
 pub fn parse_json(value: &Value, tz: Tz) -> Result<DateTime<Utc>, DomainError> {
     match value {
         Value::String(s) => parse_str(s, tz),
-        Value::Number(n) => n
-            .as_f64()
-            .ok_or_else(|| invalid(&n.to_string()))
-            .and_then(from_epoch),
+        Value::Number(n) => n.as_f64().ok_or_else(|| invalid(&n.to_string())).and_then(from_epoch),
         other => Err(DomainError::InvalidTimestamp(format!(
             "expected a string or an epoch number, got {}",
             json_type(other)
@@ -119,11 +116,7 @@ mod tests {
     #[test]
     fn reads_rfc3339_with_any_offset() {
         let want = utc("2026-11-22T00:00:00Z");
-        for s in [
-            "2026-11-22T08:00:00+08:00",
-            "2026-11-22T00:00:00Z",
-            "2026-11-22 08:00:00+08:00",
-        ] {
+        for s in ["2026-11-22T08:00:00+08:00", "2026-11-22T00:00:00Z", "2026-11-22 08:00:00+08:00"] {
             assert_eq!(parse_str(s, TAIPEI).unwrap(), want, "{s}");
         }
     }
@@ -131,56 +124,26 @@ mod tests {
     #[test]
     fn reads_local_times_in_the_city_zone() {
         let want = utc("2026-11-22T00:00:00Z");
-        for s in [
-            "2026-11-22T08:00:00",
-            "2026-11-22 08:00:00",
-            "2026/11/22 08:00",
-            "2026-11-22 08:00:00.000",
-        ] {
+        for s in ["2026-11-22T08:00:00", "2026-11-22 08:00:00", "2026/11/22 08:00", "2026-11-22 08:00:00.000"] {
             assert_eq!(parse_str(s, TAIPEI).unwrap(), want, "{s}");
         }
-        assert_eq!(
-            parse_str("2026-11-22 08:00:00", chrono_tz::UTC).unwrap(),
-            utc("2026-11-22T08:00:00Z")
-        );
+        assert_eq!(parse_str("2026-11-22 08:00:00", chrono_tz::UTC).unwrap(), utc("2026-11-22T08:00:00Z"));
     }
 
     #[test]
     fn tells_epoch_units_by_magnitude() {
         let want = utc("2026-11-22T00:00:00Z");
         let secs = want.timestamp();
-        for value in [
-            json!(secs),
-            json!(secs * 1000),
-            json!(secs * 1_000_000),
-            json!(secs as f64),
-        ] {
+        for value in [json!(secs), json!(secs * 1000), json!(secs * 1_000_000), json!(secs as f64)] {
             assert_eq!(parse_json(&value, TAIPEI).unwrap(), want, "{value}");
         }
-        assert_eq!(
-            parse_json(&json!(1.5), TAIPEI)
-                .unwrap()
-                .timestamp_subsec_millis(),
-            500
-        );
+        assert_eq!(parse_json(&json!(1.5), TAIPEI).unwrap().timestamp_subsec_millis(), 500);
     }
 
     #[test]
     fn rejects_what_is_not_a_time() {
-        for value in [
-            json!("yesterday"),
-            json!(true),
-            json!(-5),
-            json!(null),
-            json!("2026-13-01T00:00:00Z"),
-        ] {
-            assert!(
-                matches!(
-                    parse_json(&value, TAIPEI),
-                    Err(DomainError::InvalidTimestamp(_))
-                ),
-                "{value}"
-            );
+        for value in [json!("yesterday"), json!(true), json!(-5), json!(null), json!("2026-13-01T00:00:00Z")] {
+            assert!(matches!(parse_json(&value, TAIPEI), Err(DomainError::InvalidTimestamp(_))), "{value}");
         }
     }
 }

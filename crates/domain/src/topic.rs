@@ -47,30 +47,19 @@ mod tests {
     fn routes_every_format() {
         assert_eq!(
             route("city/water_level/kh-wl-0012", "city").unwrap(),
-            Route::Canonical {
-                kind: Kind::WaterLevel,
-                sensor_id: "kh-wl-0012"
-            }
+            Route::Canonical { kind: Kind::WaterLevel, sensor_id: "kh-wl-0012" }
         );
         assert_eq!(route("city/senml/gw-7", "city").unwrap(), Route::SenMl);
         assert_eq!(route("city/senml/a/b", "city").unwrap(), Route::SenMl);
         assert_eq!(
             route("application/42/device/70b3d57ed0001234/event/up", "city").unwrap(),
-            Route::ChirpStack {
-                dev_eui: "70b3d57ed0001234"
-            }
+            Route::ChirpStack { dev_eui: "70b3d57ed0001234" }
         );
         assert_eq!(
             route("v3/kh-flood@kaohsiung/devices/fd-17/up", "city").unwrap(),
             Route::TheThingsStack { device_id: "fd-17" }
         );
-        assert_eq!(
-            route("tw/rainfall/x", "tw").unwrap(),
-            Route::Canonical {
-                kind: Kind::Rainfall,
-                sensor_id: "x"
-            }
-        );
+        assert_eq!(route("tw/rainfall/x", "tw").unwrap(), Route::Canonical { kind: Kind::Rainfall, sensor_id: "x" });
     }
 
     #[test]

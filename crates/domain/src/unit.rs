@@ -74,9 +74,7 @@ impl Unit {
             "km" => Kilometre,
             "in" | "inch" | "inches" => Inch,
             "ft" | "foot" | "feet" => Foot,
-            "ug/m3" | "µg/m3" | "μg/m3" | "ug/m^3" | "µg/m³" | "μg/m³" | "ug/m³" => {
-                MicrogramPerM3
-            }
+            "ug/m3" | "µg/m3" | "μg/m3" | "ug/m^3" | "µg/m³" | "μg/m³" | "ug/m³" => MicrogramPerM3,
             "mg/m3" | "mg/m^3" | "mg/m³" => MilligramPerM3,
             "ppb" => Ppb,
             "ppm" => Ppm,
@@ -206,9 +204,10 @@ impl Unit {
     }
 }
 
-/// Rounds away the binary noise a conversion adds (123 mm is 12.3 cm, not
-/// 12.299999999999999) while keeping far more digits than any sensor has.
-fn round_significant(x: f64) -> f64 {
+/// Rounds away the binary noise arithmetic adds (123 mm is 12.3 cm, not
+/// 12.299999999999999; 7 tips of 0.2 mm are 1.4 mm) while keeping far more
+/// digits than any sensor has. Every derived value goes through it.
+pub fn round_significant(x: f64) -> f64 {
     const DIGITS: i32 = 12;
     if x == 0.0 || !x.is_finite() {
         return x;
@@ -256,10 +255,7 @@ mod tests {
         ];
         for (from, value, to, want) in cases {
             let got = from.convert(value, to).unwrap();
-            assert!(
-                close(got, want),
-                "{value} {from} -> {got} {to}, want {want}"
-            );
+            assert!(close(got, want), "{value} {from} -> {got} {to}, want {want}");
         }
     }
 
@@ -283,18 +279,8 @@ mod tests {
         assert_eq!(Unit::parse("%RH").unwrap(), RelativeHumidity);
         assert_eq!(Unit::parse("µg/m³").unwrap(), MicrogramPerM3);
         assert_eq!(Unit::parse("degF").unwrap(), Fahrenheit);
-        assert!(
-            matches!(Unit::parse("furlong"), Err(DomainError::UnknownUnit(u)) if u == "furlong")
-        );
-        for unit in [
-            Metre,
-            Celsius,
-            Fahrenheit,
-            RelativeHumidity,
-            Ratio,
-            KilowattHour,
-            Count,
-        ] {
+        assert!(matches!(Unit::parse("furlong"), Err(DomainError::UnknownUnit(u)) if u == "furlong"));
+        for unit in [Metre, Celsius, Fahrenheit, RelativeHumidity, Ratio, KilowattHour, Count] {
             assert_eq!(Unit::parse(unit.symbol()).unwrap(), unit);
         }
     }

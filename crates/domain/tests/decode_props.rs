@@ -61,23 +61,10 @@ fn arb_json() -> impl Strategy<Value = serde_json::Value> {
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
         any::<bool>().prop_map(serde_json::Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(serde_json::Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
         any::<i64>().prop_map(serde_json::Value::from),
-        prop::sample::select(vec![
-            "ts",
-            "level_m",
-            "rain_mm",
-            "n",
-            "bn",
-            "v",
-            "u",
-            "cm",
-            "2026-11-22T00:00:00Z",
-            ""
-        ])
-        .prop_map(serde_json::Value::from),
+        prop::sample::select(vec!["ts", "level_m", "rain_mm", "n", "bn", "v", "u", "cm", "2026-11-22T00:00:00Z", ""])
+            .prop_map(serde_json::Value::from),
     ];
     leaf.prop_recursive(3, 32, 6, |inner| {
         let keys = prop::sample::select(vec![

@@ -12,12 +12,7 @@ use crate::kind::{Field, Kind};
 use crate::time;
 use crate::DomainError;
 
-pub fn decode(
-    kind: Kind,
-    sensor_id: &str,
-    doc: &Value,
-    ctx: &DecodeContext<'_>,
-) -> Result<Records, DomainError> {
+pub fn decode(kind: Kind, sensor_id: &str, doc: &Value, ctx: &DecodeContext<'_>) -> Result<Records, DomainError> {
     match doc {
         Value::Object(object) => Ok(vec![record(kind, sensor_id, object, ctx)]),
         Value::Array(items) if items.is_empty() => Err(DomainError::NoReadings),
@@ -25,14 +20,10 @@ pub fn decode(
             .iter()
             .map(|item| match item {
                 Value::Object(object) => record(kind, sensor_id, object, ctx),
-                _ => Err(DomainError::MalformedPayload(
-                    "array items must be JSON objects".into(),
-                )),
+                _ => Err(DomainError::MalformedPayload("array items must be JSON objects".into())),
             })
             .collect()),
-        _ => Err(DomainError::MalformedPayload(
-            "expected a JSON object or an array of objects".into(),
-        )),
+        _ => Err(DomainError::MalformedPayload("expected a JSON object or an array of objects".into())),
     }
 }
 
@@ -51,22 +42,13 @@ fn record(
         }
         let field = Field::from_column(key)
             .filter(|f| f.kind() == kind)
-            .ok_or_else(|| DomainError::UnknownField {
-                field: truncate(key),
-                context: format!("{kind} readings"),
-            })?;
+            .ok_or_else(|| DomainError::UnknownField { field: truncate(key), context: format!("{kind} readings") })?;
         fields.push((field, field_value(field, value, None)?));
     }
     if fields.is_empty() {
         return Err(DomainError::NoReadings);
     }
-    Ok(RawRecord {
-        sensor_id: sensor_id.to_string(),
-        kind,
-        ts,
-        fields,
-        device: None,
-    })
+    Ok(RawRecord { sensor_id: sensor_id.to_string(), kind, ts, fields, device: None })
 }
 
 fn truncate(s: &str) -> String {
@@ -96,20 +78,10 @@ mod tests {
 
     #[test]
     fn reads_one_reading_or_many() {
-        let one = decode_json(
-            Kind::WaterLevel,
-            json!({"ts": "2026-11-22T08:00:00+08:00", "level_m": 2.41}),
-        )
-        .unwrap();
+        let one = decode_json(Kind::WaterLevel, json!({"ts": "2026-11-22T08:00:00+08:00", "level_m": 2.41})).unwrap();
         let record = one[0].as_ref().unwrap();
-        assert_eq!(
-            record.ts,
-            Some("2026-11-22T00:00:00Z".parse::<DateTime<Utc>>().unwrap())
-        );
-        assert_eq!(
-            record.fields,
-            vec![(Field::LevelM, FieldValue::Number(2.41))]
-        );
+        assert_eq!(record.ts, Some("2026-11-22T00:00:00Z".parse::<DateTime<Utc>>().unwrap()));
+        assert_eq!(record.fields, vec![(Field::LevelM, FieldValue::Number(2.41))]);
 
         let many = decode_json(
             Kind::Rainfall,
@@ -125,37 +97,13 @@ mod tests {
 
     #[test]
     fn rejects_keys_and_types_that_are_not_the_contract() {
-        let reason = |kind, doc| {
-            decode_json(kind, doc)
-                .and_then(|mut r| r.remove(0))
-                .unwrap_err()
-                .reason()
-                .as_str()
-        };
-        assert_eq!(
-            reason(Kind::WaterLevel, json!({"ts": 0, "level": 2.4})),
-            "unknown_field"
-        );
-        assert_eq!(
-            reason(Kind::WaterLevel, json!({"ts": 0, "depth_cm": 2.4})),
-            "unknown_field"
-        );
-        assert_eq!(
-            reason(Kind::WaterLevel, json!({"ts": 0, "level_m": "2.4"})),
-            "invalid_value"
-        );
-        assert_eq!(
-            reason(Kind::Rainfall, json!({"rain_mm": 1, "interval_s": 60.5})),
-            "invalid_value"
-        );
-        assert_eq!(
-            reason(Kind::Streetlight, json!({"lamp_on": 1})),
-            "invalid_value"
-        );
-        assert_eq!(
-            reason(Kind::WaterLevel, json!({"ts": "soon", "level_m": 1})),
-            "invalid_timestamp"
-        );
+        let reason = |kind, doc| decode_json(kind, doc).and_then(|mut r| r.remove(0)).unwrap_err().reason().as_str();
+        assert_eq!(reason(Kind::WaterLevel, json!({"ts": 0, "level": 2.4})), "unknown_field");
+        assert_eq!(reason(Kind::WaterLevel, json!({"ts": 0, "depth_cm": 2.4})), "unknown_field");
+        assert_eq!(reason(Kind::WaterLevel, json!({"ts": 0, "level_m": "2.4"})), "invalid_value");
+        assert_eq!(reason(Kind::Rainfall, json!({"rain_mm": 1, "interval_s": 60.5})), "invalid_value");
+        assert_eq!(reason(Kind::Streetlight, json!({"lamp_on": 1})), "invalid_value");
+        assert_eq!(reason(Kind::WaterLevel, json!({"ts": "soon", "level_m": 1})), "invalid_timestamp");
         assert_eq!(reason(Kind::WaterLevel, json!({"ts": 0})), "no_readings");
         assert_eq!(reason(Kind::WaterLevel, json!([])), "no_readings");
         assert_eq!(reason(Kind::WaterLevel, json!(42)), "malformed_payload");
@@ -164,11 +112,8 @@ mod tests {
 
     #[test]
     fn one_bad_item_leaves_the_others() {
-        let records = decode_json(
-            Kind::FloodDepth,
-            json!([{"depth_cm": 3}, {"depth_cm": true}, {"depth_cm": 5}]),
-        )
-        .unwrap();
+        let records =
+            decode_json(Kind::FloodDepth, json!([{"depth_cm": 3}, {"depth_cm": true}, {"depth_cm": 5}])).unwrap();
         assert_eq!(records.iter().filter(|r| r.is_ok()).count(), 2);
     }
 }

@@ -70,44 +70,29 @@ impl DeviceProfiles {
         let mut profiles = HashMap::new();
         for (name, profile) in config {
             let option = format!("lorawan.profiles.{name}");
-            let kind: Kind = profile.kind.parse().map_err(|e: DomainError| {
-                DomainError::invalid(format!("{option}.kind"), e.to_string())
-            })?;
+            let kind: Kind = profile
+                .kind
+                .parse()
+                .map_err(|e: DomainError| DomainError::invalid(format!("{option}.kind"), e.to_string()))?;
             if profile.fields.is_empty() {
-                return Err(DomainError::invalid(
-                    format!("{option}.fields"),
-                    "maps no field",
-                ));
+                return Err(DomainError::invalid(format!("{option}.fields"), "maps no field"));
             }
             let mut fields = Vec::new();
             for (path, map) in &profile.fields {
                 let option = format!("{option}.fields.{path}");
                 let field = Field::from_name_or_alias(&map.column)
                     .filter(|f| f.kind() == kind)
-                    .ok_or_else(|| {
-                        DomainError::invalid(
-                            &option,
-                            format!("`{}` is not a {kind} column", map.column),
-                        )
-                    })?;
+                    .ok_or_else(|| DomainError::invalid(&option, format!("`{}` is not a {kind} column", map.column)))?;
                 let unit = map
                     .unit
                     .as_deref()
                     .map(Unit::parse)
                     .transpose()
                     .map_err(|e| DomainError::invalid(&option, e.to_string()))?;
-                super::convert(field, 1.0, unit)
-                    .map_err(|e| DomainError::invalid(&option, e.to_string()))?;
+                super::convert(field, 1.0, unit).map_err(|e| DomainError::invalid(&option, e.to_string()))?;
                 fields.push((path.clone(), field, unit, map.scale.unwrap_or(1.0)));
             }
-            profiles.insert(
-                name.clone(),
-                DeviceProfile {
-                    kind,
-                    fields,
-                    time_field: profile.time_field.clone(),
-                },
-            );
+            profiles.insert(name.clone(), DeviceProfile { kind, fields, time_field: profile.time_field.clone() });
         }
         Ok(DeviceProfiles(profiles))
     }
@@ -118,19 +103,10 @@ impl DeviceProfiles {
 }
 
 /// ChirpStack v4 `event/up`.
-pub fn decode_chirpstack(
-    topic_eui: &str,
-    doc: &Value,
-    ctx: &DecodeContext<'_>,
-) -> Result<Records, DomainError> {
+pub fn decode_chirpstack(topic_eui: &str, doc: &Value, ctx: &DecodeContext<'_>) -> Result<Records, DomainError> {
     let device_info = doc.get("deviceInfo");
-    let eui = device_info
-        .and_then(|d| d.get("devEui"))
-        .and_then(Value::as_str)
-        .unwrap_or(topic_eui);
-    let profile_hint = device_info
-        .and_then(|d| d.get("deviceProfileName"))
-        .and_then(Value::as_str);
+    let eui = device_info.and_then(|d| d.get("devEui")).and_then(Value::as_str).unwrap_or(topic_eui);
+    let profile_hint = device_info.and_then(|d| d.get("deviceProfileName")).and_then(Value::as_str);
     let object = doc.get("object").unwrap_or(&Value::Null);
     uplink(eui, profile_hint, object, doc.get("time"), ctx)
 }
@@ -145,19 +121,10 @@ pub fn decode_tts(doc: &Value, ctx: &DecodeContext<'_>) -> Result<Records, Domai
     // TTS has no profile name in the uplink; its device repository ids are
     // the nearest thing, as `brand/model`.
     let version = uplink_message.get("version_ids");
-    let brand_model = version.and_then(|v| {
-        Some(format!(
-            "{}/{}",
-            v.get("brand_id")?.as_str()?,
-            v.get("model_id")?.as_str()?
-        ))
-    });
-    let decoded = uplink_message
-        .get("decoded_payload")
-        .unwrap_or(&Value::Null);
-    let time = uplink_message
-        .get("received_at")
-        .or_else(|| doc.get("received_at"));
+    let brand_model =
+        version.and_then(|v| Some(format!("{}/{}", v.get("brand_id")?.as_str()?, v.get("model_id")?.as_str()?)));
+    let decoded = uplink_message.get("decoded_payload").unwrap_or(&Value::Null);
+    let time = uplink_message.get("received_at").or_else(|| doc.get("received_at"));
     uplink(eui, brand_model.as_deref(), decoded, time, ctx)
 }
 
@@ -174,31 +141,19 @@ fn uplink(
     }
     let (sensor_id, profile_name, device) = match ctx.registry.by_dev_eui(&eui) {
         Some(sensor) => {
-            let name = sensor
-                .device_profile
-                .as_deref()
-                .or(profile_hint)
-                .ok_or_else(|| {
-                    DomainError::UnknownDeviceProfile(format!(
-                        "(sensor {} names no device profile)",
-                        sensor.id
-                    ))
-                })?;
+            let name = sensor.device_profile.as_deref().or(profile_hint).ok_or_else(|| {
+                DomainError::UnknownDeviceProfile(format!("(sensor {} names no device profile)", sensor.id))
+            })?;
             (sensor.id.clone(), name.to_string(), None)
         }
         None => {
             let name = profile_hint.ok_or_else(|| DomainError::UnknownDevice(eui.clone()))?;
-            let identity = DeviceIdentity {
-                dev_eui: eui.clone(),
-                device_profile: name.to_string(),
-            };
+            let identity = DeviceIdentity { dev_eui: eui.clone(), device_profile: name.to_string() };
             (format!("lora-{eui}"), name.to_string(), Some(identity))
         }
     };
-    let profile = ctx
-        .profiles
-        .get(&profile_name)
-        .ok_or_else(|| DomainError::UnknownDeviceProfile(profile_name.clone()))?;
+    let profile =
+        ctx.profiles.get(&profile_name).ok_or_else(|| DomainError::UnknownDeviceProfile(profile_name.clone()))?;
     if !decoded.is_object() {
         return Err(DomainError::invalid(
             "decoded payload",
@@ -206,14 +161,8 @@ fn uplink(
         ));
     }
 
-    let time_value = profile
-        .time_field
-        .as_deref()
-        .and_then(|path| lookup(decoded, path))
-        .or(server_time);
-    let ts = time_value
-        .map(|t| time::parse_json(t, ctx.tz))
-        .transpose()?;
+    let time_value = profile.time_field.as_deref().and_then(|path| lookup(decoded, path)).or(server_time);
+    let ts = time_value.map(|t| time::parse_json(t, ctx.tz)).transpose()?;
     let mut fields = Vec::new();
     for (path, field, unit, scale) in &profile.fields {
         let Some(value) = lookup(decoded, path) else {
@@ -228,13 +177,7 @@ fn uplink(
     if fields.is_empty() {
         return Err(DomainError::NoReadings);
     }
-    Ok(vec![Ok(RawRecord {
-        sensor_id,
-        kind: profile.kind,
-        ts,
-        fields,
-        device,
-    })])
+    Ok(vec![Ok(RawRecord { sensor_id, kind: profile.kind, ts, fields, device })])
 }
 
 /// Finds `a.b.c` in nested objects.
@@ -269,12 +212,7 @@ mod tests {
     }
 
     fn ctx<'a>(registry: &'a Registry, profiles: &'a DeviceProfiles) -> DecodeContext<'a> {
-        DecodeContext {
-            registry,
-            profiles,
-            tz: chrono_tz::Asia::Taipei,
-            received_at: Utc::now(),
-        }
+        DecodeContext { registry, profiles, tz: chrono_tz::Asia::Taipei, received_at: Utc::now() }
     }
 
     // Shaped after ChirpStack v4's documented `event/up` JSON.
@@ -301,53 +239,31 @@ mod tests {
             "ignored-when-registered",
             json!({"water_depth_mm": 123, "battery_v": 3.61}),
         );
-        let record = decode_chirpstack("70b3d57ed0001234", &doc, &ctx(&registry, &profiles))
-            .unwrap()
-            .remove(0)
-            .unwrap();
+        let record =
+            decode_chirpstack("70b3d57ed0001234", &doc, &ctx(&registry, &profiles)).unwrap().remove(0).unwrap();
         assert_eq!(record.sensor_id, "kh-fd-0007");
-        assert_eq!(
-            record.fields,
-            vec![(Field::DepthCm, FieldValue::Number(12.3))]
-        );
-        assert_eq!(
-            record.ts.unwrap().to_rfc3339(),
-            "2026-11-22T00:00:00.775023242+00:00"
-        );
+        assert_eq!(record.fields, vec![(Field::DepthCm, FieldValue::Number(12.3))]);
+        assert_eq!(record.ts.unwrap().to_rfc3339(), "2026-11-22T00:00:00.775023242+00:00");
         assert_eq!(record.device, None);
     }
 
     #[test]
     fn an_unknown_chirpstack_device_is_registered_by_its_profile() {
         let (registry, profiles) = (registry(), profiles());
-        let doc = chirpstack_up(
-            "a84041000181c8f2",
-            "air-box-f",
-            json!({"pm25": 12, "env": {"temp_f": 86}, "co_x10": 4}),
-        );
-        let record = decode_chirpstack("a84041000181c8f2", &doc, &ctx(&registry, &profiles))
-            .unwrap()
-            .remove(0)
-            .unwrap();
+        let doc =
+            chirpstack_up("a84041000181c8f2", "air-box-f", json!({"pm25": 12, "env": {"temp_f": 86}, "co_x10": 4}));
+        let record =
+            decode_chirpstack("a84041000181c8f2", &doc, &ctx(&registry, &profiles)).unwrap().remove(0).unwrap();
         assert_eq!(record.sensor_id, "lora-a84041000181c8f2");
         assert_eq!(record.kind, Kind::AirQuality);
-        let temp = record
-            .fields
-            .iter()
-            .find(|(f, _)| *f == Field::TempC)
-            .unwrap();
+        let temp = record.fields.iter().find(|(f, _)| *f == Field::TempC).unwrap();
         assert!(matches!(temp.1, FieldValue::Number(t) if (t - 30.0).abs() < 1e-9));
         let co = record.fields.iter().find(|(f, _)| *f == Field::Co).unwrap();
         assert!(matches!(co.1, FieldValue::Number(c) if (c - 0.4).abs() < 1e-9));
         assert_eq!(record.device.unwrap().device_profile, "air-box-f");
 
         let unknown_profile = chirpstack_up("a84041000181c8f3", "mystery", json!({"x": 1}));
-        let err = decode_chirpstack(
-            "a84041000181c8f3",
-            &unknown_profile,
-            &ctx(&registry, &profiles),
-        )
-        .unwrap_err();
+        let err = decode_chirpstack("a84041000181c8f3", &unknown_profile, &ctx(&registry, &profiles)).unwrap_err();
         assert_eq!(err.reason().as_str(), "unknown_device_profile");
     }
 
@@ -366,28 +282,14 @@ mod tests {
               "settings": {"data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": 7}}, "frequency": "923200000"},
               "received_at": "2026-11-22T00:00:01.607Z", "consumed_airtime": "0.056576s"}
         });
-        let record = decode_tts(&doc, &ctx(&registry, &profiles))
-            .unwrap()
-            .remove(0)
-            .unwrap();
+        let record = decode_tts(&doc, &ctx(&registry, &profiles)).unwrap().remove(0).unwrap();
         assert_eq!(record.sensor_id, "kh-fd-0007");
-        assert_eq!(
-            record.fields,
-            vec![(Field::DepthCm, FieldValue::Number(4.0))]
-        );
-        assert_eq!(
-            record.ts.unwrap().to_rfc3339(),
-            "2026-11-22T00:00:01.607+00:00"
-        );
+        assert_eq!(record.fields, vec![(Field::DepthCm, FieldValue::Number(4.0))]);
+        assert_eq!(record.ts.unwrap().to_rfc3339(), "2026-11-22T00:00:01.607+00:00");
 
-        let stranger = json!({"end_device_ids": {"dev_eui": "0004A30B001C0530"}, "uplink_message": {"decoded_payload": {"a": 1}}});
-        assert_eq!(
-            decode_tts(&stranger, &ctx(&registry, &profiles))
-                .unwrap_err()
-                .reason()
-                .as_str(),
-            "unknown_device"
-        );
+        let stranger =
+            json!({"end_device_ids": {"dev_eui": "0004A30B001C0530"}, "uplink_message": {"decoded_payload": {"a": 1}}});
+        assert_eq!(decode_tts(&stranger, &ctx(&registry, &profiles)).unwrap_err().reason().as_str(), "unknown_device");
     }
 
     #[test]
@@ -402,9 +304,6 @@ mod tests {
             "p": {"kind": "flood_depth", "fields": {"d": {"column": "depth_cm", "unit": "Cel"}}}
         }))
         .unwrap();
-        assert!(DeviceProfiles::compile(&bad_unit)
-            .unwrap_err()
-            .to_string()
-            .contains("lorawan.profiles.p.fields.d"));
+        assert!(DeviceProfiles::compile(&bad_unit).unwrap_err().to_string().contains("lorawan.profiles.p.fields.d"));
     }
 }

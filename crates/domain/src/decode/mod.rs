@@ -51,17 +51,9 @@ pub type Records = Vec<Result<RawRecord, DomainError>>;
 
 /// Reads a JSON value as `field`, converting a number from `unit` (the field's
 /// canonical unit when `None`).
-pub(crate) fn field_value(
-    field: Field,
-    value: &Value,
-    unit: Option<Unit>,
-) -> Result<FieldValue, DomainError> {
-    let wrong = |expected: &str| {
-        DomainError::invalid(
-            field.name(),
-            format!("expected {expected}, got {}", json_type(value)),
-        )
-    };
+pub(crate) fn field_value(field: Field, value: &Value, unit: Option<Unit>) -> Result<FieldValue, DomainError> {
+    let wrong =
+        |expected: &str| DomainError::invalid(field.name(), format!("expected {expected}, got {}", json_type(value)));
     if value.is_null() {
         return Ok(FieldValue::Null);
     }
@@ -72,24 +64,15 @@ pub(crate) fn field_value(
             if !n.is_finite() {
                 return Err(DomainError::invalid(field.name(), "not a finite number"));
             }
-            if field.field_type() == FieldType::Int
-                && (n.fract() != 0.0 || n.abs() > f64::from(i32::MAX))
-            {
-                return Err(DomainError::invalid(
-                    field.name(),
-                    format!("expected a whole number, got {n}"),
-                ));
+            if field.field_type() == FieldType::Int && (n.fract() != 0.0 || n.abs() > f64::from(i32::MAX)) {
+                return Err(DomainError::invalid(field.name(), format!("expected a whole number, got {n}")));
             }
             Ok(FieldValue::Number(n))
         }
-        FieldType::Bool => value
-            .as_bool()
-            .map(FieldValue::Bool)
-            .ok_or_else(|| wrong("true or false")),
-        FieldType::Text => value
-            .as_str()
-            .map(|s| FieldValue::Text(s.chars().take(200).collect()))
-            .ok_or_else(|| wrong("a string")),
+        FieldType::Bool => value.as_bool().map(FieldValue::Bool).ok_or_else(|| wrong("true or false")),
+        FieldType::Text => {
+            value.as_str().map(|s| FieldValue::Text(s.chars().take(200).collect())).ok_or_else(|| wrong("a string"))
+        }
     }
 }
 
@@ -98,10 +81,9 @@ pub(crate) fn convert(field: Field, value: f64, unit: Option<Unit>) -> Result<f6
     let (Some(from), Some(to)) = (unit, field.canonical_unit()) else {
         return Ok(value);
     };
-    from.convert(value, to)
-        .ok_or_else(|| DomainError::IncompatibleUnit {
-            unit: from.symbol().to_string(),
-            field: field.name().to_string(),
-            canonical: to.symbol().to_string(),
-        })
+    from.convert(value, to).ok_or_else(|| DomainError::IncompatibleUnit {
+        unit: from.symbol().to_string(),
+        field: field.name().to_string(),
+        canonical: to.symbol().to_string(),
+    })
 }

@@ -39,11 +39,7 @@ pub fn decode(doc: &Value, ctx: &DecodeContext<'_>) -> Result<Records, DomainErr
     let pack = match doc {
         Value::Array(pack) if pack.is_empty() => return Err(DomainError::NoReadings),
         Value::Array(pack) => pack,
-        _ => {
-            return Err(DomainError::MalformedPayload(
-                "a SenML pack is a JSON array of records".into(),
-            ))
-        }
+        _ => return Err(DomainError::MalformedPayload("a SenML pack is a JSON array of records".into())),
     };
     // Fields that end in `_` must be understood, or the whole pack rejected.
     for record in pack.iter().filter_map(Value::as_object) {
@@ -59,9 +55,7 @@ pub fn decode(doc: &Value, ctx: &DecodeContext<'_>) -> Result<Records, DomainErr
     let mut index: HashMap<(String, DateTime<Utc>), usize> = HashMap::new();
     for record in pack {
         let Some(record) = record.as_object() else {
-            out.push(Err(DomainError::MalformedPayload(
-                "SenML records must be JSON objects".into(),
-            )));
+            out.push(Err(DomainError::MalformedPayload("SenML records must be JSON objects".into())));
             continue;
         };
         if let Err(e) = update_base(&mut base, record) {
@@ -72,14 +66,9 @@ pub fn decode(doc: &Value, ctx: &DecodeContext<'_>) -> Result<Records, DomainErr
             Ok((sensor_id, field, ts, value)) => {
                 let key = (sensor_id, ts);
                 match index.get(&key).and_then(|&i| out[i].as_mut().ok()) {
-                    Some(existing) if existing.kind == field.kind() => {
-                        existing.fields.push((field, value))
-                    }
+                    Some(existing) if existing.kind == field.kind() => existing.fields.push((field, value)),
                     Some(existing) => {
-                        let problem = format!(
-                            "sensor `{}` also sends {} fields in this pack",
-                            key.0, existing.kind
-                        );
+                        let problem = format!("sensor `{}` also sends {} fields in this pack", key.0, existing.kind);
                         out.push(Err(DomainError::invalid(field.name(), problem)));
                     }
                     None => {
@@ -104,27 +93,17 @@ fn update_base<'a>(base: &mut Base<'a>, record: &'a Map<String, Value>) -> Resul
     if let Some(v) = record.get("bver") {
         match v.as_f64() {
             Some(version) if version >= 1.0 && version <= SUPPORTED_VERSION => {}
-            _ => {
-                return Err(DomainError::invalid(
-                    "bver",
-                    format!("SenML version {v} is not supported"),
-                ))
-            }
+            _ => return Err(DomainError::invalid("bver", format!("SenML version {v} is not supported"))),
         }
     }
     if let Some(v) = record.get("bn") {
-        base.name = v
-            .as_str()
-            .ok_or_else(|| DomainError::invalid("bn", "expected a string"))?;
+        base.name = v.as_str().ok_or_else(|| DomainError::invalid("bn", "expected a string"))?;
     }
     if let Some(v) = record.get("bt") {
         base.time = number(v, "bt")?;
     }
     if let Some(v) = record.get("bu") {
-        base.unit = Some(
-            v.as_str()
-                .ok_or_else(|| DomainError::invalid("bu", "expected a string"))?,
-        );
+        base.unit = Some(v.as_str().ok_or_else(|| DomainError::invalid("bu", "expected a string"))?);
     }
     if let Some(v) = record.get("bv") {
         base.value = number(v, "bv")?;
@@ -141,28 +120,17 @@ fn entry(
     ctx: &DecodeContext<'_>,
 ) -> Result<(String, Field, DateTime<Utc>, FieldValue), DomainError> {
     let n = match record.get("n") {
-        Some(v) => v
-            .as_str()
-            .ok_or_else(|| DomainError::invalid("n", "expected a string"))?,
+        Some(v) => v.as_str().ok_or_else(|| DomainError::invalid("n", "expected a string"))?,
         None => "",
     };
     let name = format!("{}{n}", base.name);
-    let (sensor_id, field_name) = name
-        .rsplit_once('/')
-        .or_else(|| name.rsplit_once(':'))
-        .filter(|(_, f)| !f.is_empty())
-        .ok_or_else(|| {
-            DomainError::invalid(
-                "n",
-                format!("name `{}` is not `<sensor_id>/<field>`", truncate(&name)),
-            )
+    let (sensor_id, field_name) =
+        name.rsplit_once('/').or_else(|| name.rsplit_once(':')).filter(|(_, f)| !f.is_empty()).ok_or_else(|| {
+            DomainError::invalid("n", format!("name `{}` is not `<sensor_id>/<field>`", truncate(&name)))
         })?;
     validate_sensor_id(sensor_id)?;
-    let mut field =
-        Field::from_name_or_alias(field_name).ok_or_else(|| DomainError::UnknownField {
-            field: truncate(field_name),
-            context: "SenML records".into(),
-        })?;
+    let mut field = Field::from_name_or_alias(field_name)
+        .ok_or_else(|| DomainError::UnknownField { field: truncate(field_name), context: "SenML records".into() })?;
 
     let t = match record.get("t") {
         Some(v) => number(v, "t")?,
@@ -177,16 +145,10 @@ fn entry(
     };
 
     let unit = match record.get("u") {
-        Some(v) => Some(
-            v.as_str()
-                .ok_or_else(|| DomainError::invalid("u", "expected a string"))?,
-        ),
+        Some(v) => Some(v.as_str().ok_or_else(|| DomainError::invalid("u", "expected a string"))?),
         None => base.unit,
     };
-    let unit = unit
-        .filter(|u| !u.is_empty())
-        .map(Unit::parse)
-        .transpose()?;
+    let unit = unit.filter(|u| !u.is_empty()).map(Unit::parse).transpose()?;
 
     let value = if let Some(v) = record.get("v") {
         Value::from(base.value + number(v, "v")?)
@@ -195,10 +157,7 @@ fn entry(
         if field == Field::RainMm {
             field = Field::RainCounterMm;
         } else if field != Field::RainCounterMm && field != Field::EnergyKwh {
-            return Err(DomainError::invalid(
-                field.name(),
-                "a SenML sum (`s`) is only understood for rain and energy",
-            ));
+            return Err(DomainError::invalid(field.name(), "a SenML sum (`s`) is only understood for rain and energy"));
         }
         Value::from(base.sum + number(s, "s")?)
     } else if let Some(vb) = record.get("vb") {
@@ -206,23 +165,16 @@ fn entry(
     } else if let Some(vs) = record.get("vs") {
         vs.clone()
     } else if record.contains_key("vd") {
-        return Err(DomainError::invalid(
-            field.name(),
-            "SenML data values (`vd`) are not readings",
-        ));
+        return Err(DomainError::invalid(field.name(), "SenML data values (`vd`) are not readings"));
     } else {
-        return Err(DomainError::invalid(
-            field.name(),
-            "SenML record has no value",
-        ));
+        return Err(DomainError::invalid(field.name(), "SenML record has no value"));
     };
     let value = field_value(field, &value, unit)?;
     Ok((sensor_id.to_string(), field, ts, value))
 }
 
 fn number(v: &Value, key: &str) -> Result<f64, DomainError> {
-    v.as_f64()
-        .ok_or_else(|| DomainError::invalid(key, "expected a number"))
+    v.as_f64().ok_or_else(|| DomainError::invalid(key, "expected a number"))
 }
 
 fn truncate(s: &str) -> String {
@@ -241,12 +193,7 @@ mod tests {
         let registry = Registry::default();
         let profiles = DeviceProfiles::default();
         let received_at = "2026-11-22T00:00:00Z".parse().unwrap();
-        let ctx = DecodeContext {
-            registry: &registry,
-            profiles: &profiles,
-            tz: chrono_tz::Asia::Taipei,
-            received_at,
-        };
+        let ctx = DecodeContext { registry: &registry, profiles: &profiles, tz: chrono_tz::Asia::Taipei, received_at };
         decode(&doc, &ctx)
     }
 
@@ -283,43 +230,25 @@ mod tests {
             {"n": "power", "u": "kW", "v": 0.12, "t": 1.7953056e9}
         ]))
         .unwrap());
-        assert_eq!(
-            records[0].fields,
-            vec![(Field::LevelM, FieldValue::Number(2.41))]
-        );
-        assert_eq!(
-            records[1].fields,
-            vec![(Field::DepthCm, FieldValue::Number(12.0))]
-        );
+        assert_eq!(records[0].fields, vec![(Field::LevelM, FieldValue::Number(2.41))]);
+        assert_eq!(records[1].fields, vec![(Field::DepthCm, FieldValue::Number(12.0))]);
         assert_eq!(
             records[2].fields,
-            vec![
-                (Field::LampOn, FieldValue::Bool(true)),
-                (Field::PowerW, FieldValue::Number(120.0))
-            ]
+            vec![(Field::LampOn, FieldValue::Bool(true)), (Field::PowerW, FieldValue::Number(120.0))]
         );
     }
 
     #[test]
     fn relative_times_count_from_the_receive_time() {
-        let records =
-            ok(run(json!([{"n": "kh-rg-0001/rain", "u": "mm", "v": 2.5, "t": -600}])).unwrap());
-        assert_eq!(
-            records[0].ts.unwrap().to_rfc3339(),
-            "2026-11-21T23:50:00+00:00"
-        );
+        let records = ok(run(json!([{"n": "kh-rg-0001/rain", "u": "mm", "v": 2.5, "t": -600}])).unwrap());
+        assert_eq!(records[0].ts.unwrap().to_rfc3339(), "2026-11-21T23:50:00+00:00");
     }
 
     #[test]
     fn a_sum_on_rain_is_a_counter() {
-        let records = ok(run(
-            json!([{"bn": "kh-rg-0002/", "bt": 1.7953056e9, "n": "rain", "u": "mm", "s": 112.5}]),
-        )
-        .unwrap());
-        assert_eq!(
-            records[0].fields,
-            vec![(Field::RainCounterMm, FieldValue::Number(112.5))]
-        );
+        let records =
+            ok(run(json!([{"bn": "kh-rg-0002/", "bt": 1.7953056e9, "n": "rain", "u": "mm", "s": 112.5}])).unwrap());
+        assert_eq!(records[0].fields, vec![(Field::RainCounterMm, FieldValue::Number(112.5))]);
     }
 
     #[test]
@@ -334,10 +263,7 @@ mod tests {
             {"bn": "kh-wl-0001/", "n": "level", "v": 2.2}
         ]))
         .unwrap();
-        let reasons: Vec<_> = records
-            .iter()
-            .map(|r| r.as_ref().err().map(|e| e.reason().as_str()))
-            .collect();
+        let reasons: Vec<_> = records.iter().map(|r| r.as_ref().err().map(|e| e.reason().as_str())).collect();
         assert_eq!(
             reasons,
             [
@@ -356,15 +282,9 @@ mod tests {
     fn must_understand_fields_reject_the_pack() {
         let err = run(json!([{"n": "kh-wl-0001/level", "v": 1, "foo_": 1}])).unwrap_err();
         assert_eq!(err.reason().as_str(), "unknown_field");
-        assert_eq!(
-            run(json!({"n": "x"})).unwrap_err().reason().as_str(),
-            "malformed_payload"
-        );
+        assert_eq!(run(json!({"n": "x"})).unwrap_err().reason().as_str(), "malformed_payload");
         assert_eq!(run(json!([])).unwrap_err().reason().as_str(), "no_readings");
-        let err = run(json!([{"bver": 11, "n": "kh-wl-0001/level", "v": 1}]))
-            .unwrap()
-            .remove(0)
-            .unwrap_err();
+        let err = run(json!([{"bver": 11, "n": "kh-wl-0001/level", "v": 1}])).unwrap().remove(0).unwrap_err();
         assert_eq!(err.reason().as_str(), "invalid_value");
     }
 }

@@ -59,30 +59,18 @@ pub fn parse(file_name: &str, bytes: &[u8]) -> Result<Vec<SensorRecord>, DomainE
     } else if lower.ends_with(".geojson") || lower.ends_with(".json") {
         parse_geojson(bytes)
     } else {
-        Err(file_error(
-            file_name,
-            "expected a .geojson, .json or .csv file",
-        ))
+        Err(file_error(file_name, "expected a .geojson, .json or .csv file"))
     }
 }
 
 pub fn parse_geojson(bytes: &[u8]) -> Result<Vec<SensorRecord>, DomainError> {
-    let doc: Value =
-        serde_json::from_slice(bytes).map_err(|e| file_error("document", e.to_string()))?;
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| file_error("document", e.to_string()))?;
     let features = match doc.get("type").and_then(Value::as_str) {
-        Some("FeatureCollection") => {
-            doc.get("features")
-                .and_then(Value::as_array)
-                .ok_or_else(|| {
-                    file_error("document", "FeatureCollection without a `features` array")
-                })?
-        }
-        _ => {
-            return Err(file_error(
-                "document",
-                "expected a GeoJSON FeatureCollection",
-            ))
-        }
+        Some("FeatureCollection") => doc
+            .get("features")
+            .and_then(Value::as_array)
+            .ok_or_else(|| file_error("document", "FeatureCollection without a `features` array"))?,
+        _ => return Err(file_error("document", "expected a GeoJSON FeatureCollection")),
     };
     let mut records = Vec::with_capacity(features.len());
     for (i, feature) in features.iter().enumerate() {
@@ -140,10 +128,7 @@ fn point(geometry: &Value) -> Result<(f64, f64), String> {
     if geometry.get("type").and_then(Value::as_str) != Some("Point") {
         return Err("geometry must be a Point".into());
     }
-    let coords = geometry
-        .get("coordinates")
-        .and_then(Value::as_array)
-        .ok_or("Point without coordinates")?;
+    let coords = geometry.get("coordinates").and_then(Value::as_array).ok_or("Point without coordinates")?;
     match coords.as_slice() {
         [lon, lat, ..] => match (lon.as_f64(), lat.as_f64()) {
             (Some(lon), Some(lat)) => check_lon_lat(lon, lat),
@@ -162,13 +147,8 @@ fn check_lon_lat(lon: f64, lat: f64) -> Result<(f64, f64), String> {
 }
 
 pub fn parse_csv(bytes: &[u8]) -> Result<Vec<SensorRecord>, DomainError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
-    let headers = reader
-        .headers()
-        .map_err(|e| file_error("header", e.to_string()))?
-        .clone();
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes);
+    let headers = reader.headers().map_err(|e| file_error("header", e.to_string()))?.clone();
     for required in ["id", "kind"] {
         if !headers.iter().any(|h| h == required) {
             return Err(file_error("header", format!("missing column `{required}`")));
@@ -205,25 +185,12 @@ fn csv_row(headers: &csv::StringRecord, row: &csv::StringRecord) -> Result<Senso
             "status" => scalars.status = text,
             "dev_eui" => scalars.dev_eui = text,
             "device_profile" => scalars.device_profile = text,
-            "lon" | "longitude" => {
-                lon = Some(
-                    cell.parse::<f64>()
-                        .map_err(|_| format!("`{header}` is not a number"))?,
-                )
-            }
-            "lat" | "latitude" => {
-                lat = Some(
-                    cell.parse::<f64>()
-                        .map_err(|_| format!("`{header}` is not a number"))?,
-                )
-            }
+            "lon" | "longitude" => lon = Some(cell.parse::<f64>().map_err(|_| format!("`{header}` is not a number"))?),
+            "lat" | "latitude" => lat = Some(cell.parse::<f64>().map_err(|_| format!("`{header}` is not a number"))?),
             other => {
                 let (target, key) = match other.strip_prefix("threshold.") {
                     Some(key) => (&mut thresholds, key),
-                    None => (
-                        &mut installation,
-                        other.strip_prefix("installation.").unwrap_or(other),
-                    ),
+                    None => (&mut installation, other.strip_prefix("installation.").unwrap_or(other)),
                 };
                 target.insert(key.to_string(), csv_value(cell));
             }
@@ -242,11 +209,7 @@ fn csv_value(cell: &str) -> Value {
     if let Ok(n) = cell.parse::<i64>() {
         return Value::from(n);
     }
-    if let Some(n) = cell
-        .parse::<f64>()
-        .ok()
-        .and_then(serde_json::Number::from_f64)
-    {
+    if let Some(n) = cell.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
         return Value::Number(n);
     }
     match cell {
@@ -277,11 +240,7 @@ impl Scalars {
     ) -> Result<SensorRecord, String> {
         let id = self.id.ok_or("missing `id`")?;
         validate_sensor_id(&id).map_err(|e| e.to_string())?;
-        let kind: Kind = self
-            .kind
-            .ok_or("missing `kind`")?
-            .parse()
-            .map_err(|e: DomainError| e.to_string())?;
+        let kind: Kind = self.kind.ok_or("missing `kind`")?.parse().map_err(|e: DomainError| e.to_string())?;
         let status = match self.status {
             Some(s) => s.parse().map_err(|e: DomainError| e.to_string())?,
             None => SensorStatus::Active,
@@ -289,9 +248,7 @@ impl Scalars {
         if kind == Kind::WaterLevel {
             if let Some(sub) = &self.subkind {
                 if !matches!(sub.as_str(), "river" | "drainage" | "sewer") {
-                    return Err(format!(
-                        "water_level subkind `{sub}` is not river, drainage or sewer"
-                    ));
+                    return Err(format!("water_level subkind `{sub}` is not river, drainage or sewer"));
                 }
             }
         }
@@ -333,10 +290,7 @@ fn check_unique(records: &[SensorRecord]) -> Result<(), DomainError> {
         }
         if let Some(eui) = &record.dev_eui {
             if !euis.insert(eui.as_str()) {
-                return Err(file_error(
-                    &record.id,
-                    format!("dev_eui `{eui}` appears twice"),
-                ));
+                return Err(file_error(&record.id, format!("dev_eui `{eui}` appears twice")));
             }
         }
     }
@@ -344,10 +298,7 @@ fn check_unique(records: &[SensorRecord]) -> Result<(), DomainError> {
 }
 
 fn file_error(location: &str, problem: impl Into<String>) -> DomainError {
-    DomainError::RegistryFile {
-        location: location.to_string(),
-        problem: problem.into(),
-    }
+    DomainError::RegistryFile { location: location.to_string(), problem: problem.into() }
 }
 
 #[cfg(test)]
@@ -371,15 +322,9 @@ mod tests {
         assert_eq!(river.kind, Kind::WaterLevel);
         assert_eq!(river.location, Some((120.2991, 22.6394)));
         assert_eq!(river.thresholds["warning_1_m"], 3.1);
-        assert_eq!(
-            river.installation["transport"], "senml",
-            "unknown properties are kept"
-        );
+        assert_eq!(river.installation["transport"], "senml", "unknown properties are kept");
         assert_eq!(records[1].dev_eui.as_deref(), Some("70b3d57ed0001234"));
-        assert_eq!(
-            records[1].info().device_profile.as_deref(),
-            Some("flood-radar-v1")
-        );
+        assert_eq!(records[1].info().device_profile.as_deref(), Some("flood-radar-v1"));
     }
 
     #[test]

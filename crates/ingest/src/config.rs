@@ -1,0 +1,276 @@
+//! Every option of `citygauge ingest`, as flags and `CITYGAUGE_*` variables
+//! (the binary layers an optional TOML file under both).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use citygauge_domain::decode::{DeviceProfileConfig, DeviceProfiles};
+use citygauge_domain::quality::QualityConfig;
+use citygauge_domain::{Kind, NormaliseConfig};
+use citygauge_store::{BackendPreference, StoreConfig};
+
+use crate::IngestError;
+
+/// MQTT protocol version to speak to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MqttProtocol {
+    /// MQTT 3.1.1.
+    #[value(name = "3.1.1")]
+    V311,
+    /// MQTT 5: session expiry, receive maximum and maximum packet size are
+    /// negotiated, so the broker never sends more than the daemon accepts.
+    #[value(name = "5")]
+    V5,
+}
+
+/// Time-series backend for a new database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    Auto,
+    Timescaledb,
+    Native,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestConfig {
+    /// Broker address, `mqtt://host:port`.
+    #[arg(long, env = "CITYGAUGE_MQTT_URL", default_value = "mqtt://127.0.0.1:1883")]
+    pub mqtt_url: String,
+    /// Client id; keep it stable so the broker keeps the session (and queued
+    /// QoS 1 messages) across restarts. Each daemon needs its own.
+    #[arg(long, env = "CITYGAUGE_MQTT_CLIENT_ID", default_value = "citygauge-ingest")]
+    pub mqtt_client_id: String,
+    #[arg(long, env = "CITYGAUGE_MQTT_PROTOCOL", value_enum, default_value = "5")]
+    pub mqtt_protocol: MqttProtocol,
+    /// Topic filters to subscribe to, comma-separated.
+    #[arg(
+        long,
+        env = "CITYGAUGE_MQTT_TOPICS",
+        value_delimiter = ',',
+        default_value = "city/#,application/+/device/+/event/up,v3/+/devices/+/up"
+    )]
+    pub mqtt_topics: Vec<String>,
+    /// Subscribe through the shared subscription `$share/<group>/<filter>`, so
+    /// several daemons split one stream.
+    #[arg(long, env = "CITYGAUGE_MQTT_SHARED_GROUP")]
+    pub mqtt_shared_group: Option<String>,
+    #[arg(long, env = "CITYGAUGE_MQTT_USERNAME")]
+    pub mqtt_username: Option<String>,
+    #[arg(long, env = "CITYGAUGE_MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<String>,
+    #[arg(long, env = "CITYGAUGE_MQTT_KEEP_ALIVE_S", default_value_t = 30)]
+    pub mqtt_keep_alive_s: u64,
+    /// How long the broker keeps the session while the daemon is away (MQTT 5).
+    #[arg(long, env = "CITYGAUGE_MQTT_SESSION_EXPIRY_S", default_value_t = 7 * 24 * 3600)]
+    pub mqtt_session_expiry_s: u32,
+    /// Unacknowledged QoS 1 messages the broker may send at once (MQTT 5).
+    /// Acks wait for a commit, so this must cover a few batches.
+    #[arg(long, env = "CITYGAUGE_MQTT_RECEIVE_MAXIMUM", default_value_t = 32_768)]
+    pub mqtt_receive_maximum: u16,
+    /// Largest MQTT packet accepted; with MQTT 5 the broker is told and holds
+    /// back larger ones. With 3.1.1 set the broker's limit no higher.
+    #[arg(long, env = "CITYGAUGE_MQTT_MAX_PACKET_BYTES", default_value_t = 1024 * 1024)]
+    pub mqtt_max_packet_bytes: u32,
+    /// Longest wait between reconnect attempts (backoff doubles up to it).
+    #[arg(long, env = "CITYGAUGE_MQTT_RECONNECT_MAX_MS", default_value_t = 5_000)]
+    pub mqtt_reconnect_max_ms: u64,
+
+    /// PostgreSQL connection, libpq `key=value` string or `postgres://` URL.
+    #[arg(
+        long,
+        env = "CITYGAUGE_DATABASE_URL",
+        default_value = "host=127.0.0.1 port=5432 user=postgres dbname=citygauge",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Time-series backend of a new database.
+    #[arg(long, env = "CITYGAUGE_TIMESERIES_BACKEND", value_enum, default_value = "auto")]
+    pub timeseries_backend: BackendChoice,
+    /// Batches written concurrently (each on its own connection).
+    #[arg(long, env = "CITYGAUGE_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub writers: u16,
+    /// A batch is written when it holds this many rows...
+    #[arg(long, env = "CITYGAUGE_BATCH_MAX_ROWS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_max_rows: u32,
+    /// ...or when its first message is this old.
+    #[arg(long, env = "CITYGAUGE_FLUSH_INTERVAL_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub flush_interval_ms: u64,
+    /// Messages queued between the MQTT poll loop and the decoder.
+    #[arg(long, env = "CITYGAUGE_INBOUND_QUEUE_MESSAGES", default_value_t = 8_192, value_parser = clap::value_parser!(u32).range(1..))]
+    pub inbound_queue_messages: u32,
+    /// Larger payloads are rejected (reason `oversized`).
+    #[arg(long, env = "CITYGAUGE_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]
+    pub max_payload_bytes: usize,
+    /// How much of a rejected payload is kept in `rejected_messages`.
+    #[arg(long, env = "CITYGAUGE_REJECTED_PAYLOAD_MAX_BYTES", default_value_t = 64 * 1024)]
+    pub rejected_payload_max_bytes: usize,
+    /// IANA zone for timestamps sent without an offset.
+    #[arg(long, env = "CITYGAUGE_CITY_TIMEZONE", default_value = "Asia/Taipei")]
+    pub city_timezone: String,
+    /// Topic prefix of the platform's own formats (`{prefix}/{kind}/{sensor_id}`).
+    #[arg(long, env = "CITYGAUGE_TOPIC_PREFIX", default_value = "city")]
+    pub topic_prefix: String,
+    /// Readings stamped further ahead of the receive time are flagged `bad`.
+    #[arg(long, env = "CITYGAUGE_FUTURE_TOLERANCE_S", default_value_t = 300)]
+    pub future_tolerance_s: u64,
+    /// How often the sensor registry is reloaded from the database.
+    #[arg(long, env = "CITYGAUGE_REGISTRY_REFRESH_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub registry_refresh_s: u64,
+    /// Retention per kind, `kind=days` (comma-separated); kinds not named are kept forever.
+    #[arg(long, env = "CITYGAUGE_RETENTION_DAYS", value_delimiter = ',', value_parser = parse_retention)]
+    pub retention_days: Vec<(Kind, u32)>,
+    /// Native partitioning: days of partitions made ahead.
+    #[arg(long, env = "CITYGAUGE_PARTITION_PREMAKE_DAYS", default_value_t = 7)]
+    pub partition_premake_days: u32,
+    /// How often partitions and retention are maintained.
+    #[arg(long, env = "CITYGAUGE_MAINTENANCE_INTERVAL_S", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub maintenance_interval_s: u64,
+    /// Address of `/metrics`, `/healthz`, `/readyz` (port 0 picks a free port).
+    #[arg(long, env = "CITYGAUGE_HTTP_LISTEN", default_value = "127.0.0.1:9464")]
+    pub http_listen: SocketAddr,
+    /// On shutdown, how long to keep trying to store the last batches.
+    #[arg(long, env = "CITYGAUGE_SHUTDOWN_TIMEOUT_S", default_value_t = 30)]
+    pub shutdown_timeout_s: u64,
+    /// LoRaWAN field maps per device profile; set in the TOML file's
+    /// `[lorawan.profiles.<name>]` tables (see deploy/citygauge.toml).
+    #[arg(skip)]
+    pub device_profiles: BTreeMap<String, DeviceProfileConfig>,
+}
+
+fn parse_retention(s: &str) -> Result<(Kind, u32), String> {
+    let (kind, days) = s.split_once('=').ok_or_else(|| format!("`{s}` is not kind=days"))?;
+    let kind: Kind = kind.trim().parse().map_err(|e: citygauge_domain::DomainError| e.to_string())?;
+    let days: u32 =
+        days.trim().trim_end_matches('d').parse().map_err(|_| format!("`{days}` is not a number of days"))?;
+    if days == 0 {
+        return Err("retention must be at least 1 day".into());
+    }
+    Ok((kind, days))
+}
+
+/// Host and port of an `mqtt://host:port` URL.
+pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), IngestError> {
+    let bad = |why: &str| IngestError::Config(format!("--mqtt-url `{url}`: {why}"));
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .ok_or_else(|| bad("expected mqtt://host:port (TLS is not supported yet)"))?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| bad("the port is not a number"))?),
+        None => (rest, 1883),
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+}
+
+impl IngestConfig {
+    /// Checks what clap cannot and builds the parts other crates take.
+    pub fn normalise_config(&self) -> Result<NormaliseConfig, IngestError> {
+        let tz = self.city_timezone.parse().map_err(|_| {
+            IngestError::Config(format!("--city-timezone `{}` is not an IANA time zone", self.city_timezone))
+        })?;
+        let profiles =
+            DeviceProfiles::compile(&self.device_profiles).map_err(|e| IngestError::Config(e.to_string()))?;
+        Ok(NormaliseConfig {
+            topic_prefix: self.topic_prefix.clone(),
+            tz,
+            max_payload_bytes: self.max_payload_bytes,
+            profiles,
+            quality: QualityConfig { future_tolerance: chrono::Duration::seconds(self.future_tolerance_s as i64) },
+        })
+    }
+
+    pub fn store_config(&self) -> StoreConfig {
+        let mut store = StoreConfig::new(&self.database_url);
+        // Writers, plus one for the registry refresh and maintenance.
+        store.pool_max_size = usize::from(self.writers) + 2;
+        store.backend = match self.timeseries_backend {
+            BackendChoice::Auto => BackendPreference::Auto,
+            BackendChoice::Timescaledb => BackendPreference::TimescaleDb,
+            BackendChoice::Native => BackendPreference::Native,
+        };
+        store.partition_premake_days = self.partition_premake_days;
+        store.retention =
+            self.retention_days.iter().map(|(kind, days)| (*kind, chrono::Duration::days(i64::from(*days)))).collect();
+        store
+    }
+
+    /// The topic filters as subscribed, shared-subscription prefix included.
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.mqtt_topics
+            .iter()
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .map(|t| match &self.mqtt_shared_group {
+                Some(group) => format!("$share/{group}/{t}"),
+                None => t.to_string(),
+            })
+            .collect()
+    }
+
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+
+    /// Fails on what is wrong before anything starts.
+    pub fn validate(&self) -> Result<(), IngestError> {
+        parse_mqtt_url(&self.mqtt_url)?;
+        self.normalise_config()?;
+        if self.subscriptions().is_empty() {
+            return Err(IngestError::Config("--mqtt-topics names no topic filter".into()));
+        }
+        if let Some(group) = &self.mqtt_shared_group {
+            if group.is_empty() || group.contains(['/', '+', '#']) {
+                return Err(IngestError::Config(format!("--mqtt-shared-group `{group}` must not contain / + #")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        ingest: IngestConfig,
+    }
+
+    #[test]
+    fn defaults_are_valid_and_shared_groups_wrap_filters() {
+        let cli = Cli::try_parse_from(["x", "--mqtt-shared-group", "ingest"]).unwrap();
+        cli.ingest.validate().unwrap();
+        assert_eq!(cli.ingest.subscriptions()[0], "$share/ingest/city/#");
+    }
+
+    #[test]
+    fn mistakes_name_the_option() {
+        let err = |args: &[&str]| {
+            let mut argv = vec!["x"];
+            argv.extend_from_slice(args);
+            match Cli::try_parse_from(argv) {
+                Err(e) => e.to_string(),
+                Ok(cli) => cli.ingest.validate().unwrap_err().to_string(),
+            }
+        };
+        assert!(err(&["--mqtt-url", "http://x"]).contains("--mqtt-url"));
+        assert!(err(&["--city-timezone", "Mars/Olympus"]).contains("--city-timezone"));
+        assert!(err(&["--batch-max-rows", "0"]).contains("--batch-max-rows"));
+        assert!(err(&["--retention-days", "lava=3"]).contains("--retention-days"));
+        assert!(err(&["--mqtt-protocol", "4"]).contains("--mqtt-protocol"));
+    }
+
+    #[test]
+    fn mqtt_urls() {
+        assert_eq!(parse_mqtt_url("mqtt://127.0.0.1:1884").unwrap(), ("127.0.0.1".into(), 1884));
+        assert_eq!(parse_mqtt_url("mqtt://broker").unwrap(), ("broker".into(), 1883));
+        assert!(parse_mqtt_url("mqtts://broker").is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! Prometheus metrics, `citygauge_ingest_*`. Labels are bounded sets (kind,
+//! reject reason, error class); never a sensor id.
+
+use citygauge_domain::{Kind, RejectReason};
+use prometheus::{exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub messages_received: IntCounter,
+    pub readings_stored: IntCounterVec,
+    pub duplicate_readings: IntCounter,
+    pub rejected_messages: IntCounterVec,
+    pub sensors_registered: IntCounter,
+    pub batch_rows: Histogram,
+    pub commit_duration: Histogram,
+    pub receive_to_commit: Histogram,
+    pub sensor_to_commit: Histogram,
+    pub database_errors: IntCounterVec,
+    pub broker_reconnects: IntCounter,
+    pub unacked_messages: IntGauge,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric");
+    registry.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let latency = exponential_buckets(0.001, 2.0, 16).expect("valid buckets"); // 1 ms .. 33 s
+        let m = Metrics {
+            messages_received: counter(
+                &registry,
+                "citygauge_ingest_messages_received_total",
+                "MQTT messages received.",
+            ),
+            readings_stored: counter_vec(
+                &registry,
+                "citygauge_ingest_readings_stored_total",
+                "Readings committed to the time-series tables.",
+                "kind",
+            ),
+            duplicate_readings: counter(
+                &registry,
+                "citygauge_ingest_duplicate_readings_total",
+                "Readings dropped because their (sensor_id, ts) was already stored.",
+            ),
+            rejected_messages: counter_vec(
+                &registry,
+                "citygauge_ingest_rejected_messages_total",
+                "Messages (or parts of them) stored in rejected_messages, by reason.",
+                "reason",
+            ),
+            sensors_registered: counter(
+                &registry,
+                "citygauge_ingest_sensors_registered_total",
+                "Unknown sensors auto-registered as pending.",
+            ),
+            batch_rows: histogram(
+                &registry,
+                "citygauge_ingest_batch_rows",
+                "Rows per committed batch.",
+                exponential_buckets(1.0, 4.0, 10).expect("valid buckets"),
+            ),
+            commit_duration: histogram(
+                &registry,
+                "citygauge_ingest_commit_duration_seconds",
+                "Time to write and commit one batch.",
+                latency.clone(),
+            ),
+            receive_to_commit: histogram(
+                &registry,
+                "citygauge_ingest_receive_to_commit_seconds",
+                "From MQTT receipt to the commit that stored the message.",
+                latency.clone(),
+            ),
+            sensor_to_commit: histogram(
+                &registry,
+                "citygauge_ingest_sensor_to_commit_seconds",
+                "End-to-end lag from the reading's own timestamp to its commit.",
+                exponential_buckets(0.01, 2.0, 20).expect("valid buckets"),
+            ),
+            database_errors: counter_vec(
+                &registry,
+                "citygauge_ingest_database_errors_total",
+                "Failed batch writes, by class (transient: retried; data: isolated).",
+                "class",
+            ),
+            broker_reconnects: counter(
+                &registry,
+                "citygauge_ingest_broker_reconnects_total",
+                "Broker connections lost and retried.",
+            ),
+            unacked_messages: {
+                let g = IntGauge::new(
+                    "citygauge_ingest_unacked_messages",
+                    "QoS 1 messages received and not yet acknowledged.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            registry,
+        };
+        // Every label value exists from the start, so rates work from zero.
+        for kind in Kind::ALL {
+            m.readings_stored.with_label_values(&[kind.as_str()]);
+        }
+        for reason in RejectReason::ALL {
+            m.rejected_messages.with_label_values(&[reason.as_str()]);
+        }
+        for class in ["transient", "data"] {
+            m.database_errors.with_label_values(&[class]);
+        }
+        m
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let encoder = prometheus::TextEncoder::new();
+        // Encoding our own well-formed families cannot fail.
+        let _ = encoder.encode_utf8(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

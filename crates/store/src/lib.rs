@@ -1,0 +1,21 @@
+//! PostgreSQL side of citygauge: the schema and its migrations, time-series
+//! partitioning (TimescaleDB hypertables when the extension is loaded, native
+//! range partitions otherwise), the sensor registry, and the batch writer that
+//! stores readings with binary COPY, exactly once per (sensor_id, ts).
+
+mod error;
+pub mod migrate;
+pub mod partitions;
+pub mod registry;
+mod store;
+pub mod writer;
+
+pub use error::StoreError;
+pub use migrate::{Backend, BackendPreference, MIGRATIONS};
+pub use store::{Store, StoreConfig};
+pub use writer::{Batch, RejectedMessage, WriteReport};
+
+/// The table a kind's readings live in.
+pub fn table(kind: citygauge_domain::Kind) -> &'static str {
+    kind.as_str()
+}

@@ -1,0 +1,220 @@
+//! Versioned migrations, embedded in the binary and applied in one transaction
+//! under an advisory lock, so that several daemons starting at once apply each
+//! exactly once. A database whose schema is newer than this build is refused.
+
+use tokio_postgres::{Client, GenericClient, Transaction};
+use tracing::info;
+
+use crate::StoreError;
+
+/// One schema version. The SQL may contain `{{timeseries}}`, see [`Backend`].
+#[derive(Debug)]
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/0001_init.sql") }];
+
+/// The tables that hold time series.
+pub const TIMESERIES_TABLES: [&str; 5] = ["rainfall", "water_level", "flood_depth", "air_quality", "streetlight"];
+
+/// Arbitrary, fixed: the advisory lock key that serialises migrations.
+const MIGRATION_LOCK: i64 = 0x6369_7479_6761_7567; // "citygaug"
+
+/// How the time-series tables are partitioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// TimescaleDB hypertables with compression and retention policies.
+    TimescaleDb,
+    /// Native `PARTITION BY RANGE (ts)` with daily partitions the platform
+    /// creates ahead of time and drops past retention.
+    Native,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::TimescaleDb => "timescaledb",
+            Backend::Native => "native",
+        }
+    }
+
+    fn table_clause(self) -> &'static str {
+        match self {
+            Backend::TimescaleDb => "",
+            Backend::Native => "PARTITION BY RANGE (ts)",
+        }
+    }
+}
+
+/// Which backend a new database should use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendPreference {
+    /// TimescaleDB when the extension is installed and preloaded, else native.
+    #[default]
+    Auto,
+    TimescaleDb,
+    Native,
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationReport {
+    pub backend: Backend,
+    pub applied: Vec<i32>,
+    pub version: i32,
+}
+
+pub fn latest_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// Applies pending migrations; a no-op on an up-to-date database.
+pub async fn migrate(client: &mut Client, preference: BackendPreference) -> Result<MigrationReport, StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version     integer PRIMARY KEY,
+             name        text NOT NULL,
+             checksum    text NOT NULL,
+             applied_at  timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let applied: Vec<(i32, String)> = tx
+        .query("SELECT version, checksum FROM schema_migrations ORDER BY version", &[])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let known = latest_version();
+    if let Some(&(found, _)) = applied.last() {
+        if found > known {
+            return Err(StoreError::SchemaTooNew { found, known });
+        }
+    }
+    for (version, checksum) in &applied {
+        if let Some(m) = MIGRATIONS.iter().find(|m| m.version == *version) {
+            let embedded = checksum_of(m.sql);
+            if &embedded != checksum {
+                return Err(StoreError::MigrationChanged { version: *version, applied: checksum.clone(), embedded });
+            }
+        }
+    }
+
+    let backend = match stored_backend(&tx).await? {
+        Some(backend) => backend,
+        None => choose_backend(&tx, preference).await?,
+    };
+    let current = applied.last().map_or(0, |a| a.0);
+    let mut report = MigrationReport { backend, applied: Vec::new(), version: current };
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        info!(version = m.version, name = m.name, backend = backend.as_str(), "applying migration");
+        tx.batch_execute(&m.sql.replace("{{timeseries}}", backend.table_clause())).await?;
+        setup_timeseries_tables(&tx, backend).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &[&m.version, &m.name, &checksum_of(m.sql)],
+        )
+        .await?;
+        report.applied.push(m.version);
+        report.version = m.version;
+    }
+    tx.execute(
+        "INSERT INTO platform_settings (key, value) VALUES ('timeseries_backend', $1) ON CONFLICT (key) DO NOTHING",
+        &[&backend.as_str()],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// The schema version of a database, 0 when it has none.
+pub async fn schema_version(client: &impl GenericClient) -> Result<i32, StoreError> {
+    let exists: bool = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[]).await?.get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(client.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[]).await?.get(0))
+}
+
+/// The backend this database was set up with, if it was.
+pub async fn stored_backend(client: &impl GenericClient) -> Result<Option<Backend>, StoreError> {
+    let exists: bool = client.query_one("SELECT to_regclass('platform_settings') IS NOT NULL", &[]).await?.get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client.query_opt("SELECT value FROM platform_settings WHERE key = 'timeseries_backend'", &[]).await?;
+    Ok(row.map(|r| if r.get::<_, &str>(0) == "timescaledb" { Backend::TimescaleDb } else { Backend::Native }))
+}
+
+async fn choose_backend(tx: &Transaction<'_>, preference: BackendPreference) -> Result<Backend, StoreError> {
+    if preference == BackendPreference::Native {
+        return Ok(Backend::Native);
+    }
+    let row = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+                    current_setting('shared_preload_libraries') ILIKE '%timescaledb%'",
+            &[],
+        )
+        .await?;
+    let (installed, preloaded): (bool, bool) = (row.get(0), row.get(1));
+    match (installed && preloaded, preference) {
+        (true, _) => {
+            tx.batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb").await?;
+            Ok(Backend::TimescaleDb)
+        }
+        (false, BackendPreference::TimescaleDb) => Err(StoreError::TimescaleUnavailable(if installed {
+            "timescaledb is not in shared_preload_libraries".into()
+        } else {
+            "the extension is not installed".into()
+        })),
+        (false, _) => Ok(Backend::Native),
+    }
+}
+
+/// Makes every time-series table partitioned the backend's way; idempotent.
+async fn setup_timeseries_tables(tx: &Transaction<'_>, backend: Backend) -> Result<(), StoreError> {
+    for table in TIMESERIES_TABLES {
+        match backend {
+            Backend::Native => {
+                // Rows with no daily partition (far future, before retention,
+                // clocks never set) land here instead of failing the batch.
+                tx.batch_execute(&format!("CREATE TABLE IF NOT EXISTS {table}_default PARTITION OF {table} DEFAULT"))
+                    .await?;
+            }
+            Backend::TimescaleDb => {
+                tx.execute(
+                    "SELECT create_hypertable($1::text::regclass, 'ts', chunk_time_interval => INTERVAL '1 day', if_not_exists => true)",
+                    &[&table],
+                )
+                .await?;
+                tx.batch_execute(&format!(
+                    "ALTER TABLE {table} SET (timescaledb.compress, timescaledb.compress_segmentby = 'sensor_id', timescaledb.compress_orderby = 'ts DESC')"
+                ))
+                .await?;
+                tx.execute(
+                    "SELECT add_compression_policy($1::text::regclass, INTERVAL '7 days', if_not_exists => true)",
+                    &[&table],
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// FNV-1a over the migration text: detects edits to applied migrations.
+fn checksum_of(sql: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sql.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}

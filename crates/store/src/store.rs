@@ -1,0 +1,225 @@
+//! [`Store`]: a connection pool plus what the platform knows about the
+//! database (its backend, the partitions that exist).
+
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use citygauge_domain::registry::file::SensorRecord;
+use citygauge_domain::{Kind, Registry};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
+use tokio_postgres::NoTls;
+
+use crate::migrate::{self, Backend, BackendPreference, MigrationReport};
+use crate::registry::{self, ImportReport};
+use crate::writer::{self, Batch, WriteReport};
+use crate::{partitions, StoreError};
+
+/// How to reach and run the database.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// libpq key=value string or `postgres://` URL.
+    pub database_url: String,
+    pub pool_max_size: usize,
+    pub backend: BackendPreference,
+    /// Native partitioning: how many days ahead partitions are made.
+    pub partition_premake_days: u32,
+    /// How long each kind's readings are kept; `None` keeps them forever.
+    pub retention: HashMap<Kind, Duration>,
+    /// How long to wait for a connection before reporting the database down.
+    pub connect_timeout: StdDuration,
+}
+
+impl StoreConfig {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        StoreConfig {
+            database_url: database_url.into(),
+            pool_max_size: 4,
+            backend: BackendPreference::Auto,
+            partition_premake_days: 7,
+            retention: HashMap::new(),
+            connect_timeout: StdDuration::from_secs(5),
+        }
+    }
+}
+
+/// The database, as the platform uses it.
+#[derive(Debug)]
+pub struct Store {
+    pool: Pool,
+    config: StoreConfig,
+    backend: Mutex<Option<Backend>>,
+    /// Day partitions known to exist, per table (native backend only).
+    partitions: Mutex<HashMap<&'static str, BTreeSet<NaiveDate>>>,
+}
+
+impl Store {
+    /// Builds the pool; connects lazily, so a database that is down now does
+    /// not stop the daemon from starting and waiting for it.
+    pub fn new(config: StoreConfig) -> Result<Store, StoreError> {
+        let mut pg = tokio_postgres::Config::from_str(&config.database_url)
+            .map_err(|e| StoreError::Config(format!("database_url: {e}")))?;
+        pg.connect_timeout(config.connect_timeout);
+        if pg.get_application_name().is_none() {
+            pg.application_name("citygauge");
+        }
+        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let timeouts = Timeouts {
+            wait: Some(config.connect_timeout),
+            create: Some(config.connect_timeout),
+            recycle: Some(config.connect_timeout),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_max_size)
+            .timeouts(timeouts)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Store { pool, config, backend: Mutex::new(None), partitions: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// A pooled connection, for queries this crate does not wrap.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Applies pending migrations (refusing a schema newer than this build).
+    pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        let mut client = self.pool.get().await?;
+        let report = migrate::migrate(&mut client, self.config.backend).await?;
+        *lock(&self.backend) = Some(report.backend);
+        Ok(report)
+    }
+
+    /// The backend, once [`Store::migrate`] or [`Store::backend`] has asked.
+    pub async fn backend(&self) -> Result<Backend, StoreError> {
+        if let Some(backend) = *lock(&self.backend) {
+            return Ok(backend);
+        }
+        let client = self.pool.get().await?;
+        let backend = migrate::stored_backend(&**client).await?.unwrap_or(Backend::Native);
+        *lock(&self.backend) = Some(backend);
+        Ok(backend)
+    }
+
+    /// Stores a batch atomically; see [`writer`].
+    pub async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError> {
+        if self.backend().await? == Backend::Native {
+            self.ensure_partitions_for(batch).await?;
+        }
+        let mut client = self.pool.get().await?;
+        writer::write(&mut client, batch).await
+    }
+
+    /// Makes the day partitions a batch needs, within the window that
+    /// partitions are kept for; rows outside it go to the default partition.
+    async fn ensure_partitions_for(&self, batch: &Batch) -> Result<(), StoreError> {
+        let today = Utc::now().date_naive();
+        let newest = today + Duration::days(i64::from(self.config.partition_premake_days));
+        let mut needed: HashMap<&'static str, BTreeSet<NaiveDate>> = HashMap::new();
+        {
+            let known = lock(&self.partitions);
+            let rows = batch
+                .readings
+                .iter()
+                .map(|r| (r.kind(), r.ts))
+                .chain(batch.counters.iter().map(|c| (Kind::Rainfall, c.ts)));
+            for (kind, ts) in rows {
+                let day = ts.date_naive();
+                let oldest = self.oldest_kept_day(kind, today);
+                if day < oldest || day > newest {
+                    continue;
+                }
+                let table = kind.as_str();
+                if !known.get(table).is_some_and(|days| days.contains(&day)) {
+                    needed.entry(table).or_default().insert(day);
+                }
+            }
+        }
+        if needed.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.pool.get().await?;
+        for (table, days) in needed {
+            partitions::ensure_days(&mut client, table, &days).await?;
+            lock(&self.partitions).entry(table).or_default().extend(days);
+        }
+        Ok(())
+    }
+
+    fn oldest_kept_day(&self, kind: Kind, today: NaiveDate) -> NaiveDate {
+        // Without a retention, backfill up to ~13 months gets day partitions;
+        // older stragglers are kept in the default partition.
+        let keep = self.config.retention.get(&kind).copied().unwrap_or(Duration::days(400));
+        today - keep
+    }
+
+    /// Periodic upkeep: partitions ahead of time and retention (native), or
+    /// retention policies (TimescaleDB). Safe to run from several daemons.
+    pub async fn maintain(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        match self.backend().await? {
+            Backend::Native => {
+                let today = now.date_naive();
+                let ahead = partitions::day_range(
+                    today - Duration::days(1),
+                    today + Duration::days(i64::from(self.config.partition_premake_days)),
+                );
+                for kind in Kind::ALL {
+                    let table = kind.as_str();
+                    partitions::ensure_days(&mut client, table, &ahead).await?;
+                    if let Some(keep) = self.config.retention.get(&kind) {
+                        partitions::drop_expired(&mut client, table, *keep, now).await?;
+                    }
+                    let existing = partitions::existing_days(&client, table).await?;
+                    lock(&self.partitions).insert(table, existing);
+                }
+            }
+            Backend::TimescaleDb => {
+                for kind in Kind::ALL {
+                    let table = kind.as_str();
+                    client
+                        .execute("SELECT remove_retention_policy($1::text::regclass, if_exists => true)", &[&table])
+                        .await?;
+                    if let Some(keep) = self.config.retention.get(&kind) {
+                        let days = format!("{} days", keep.num_days().max(1));
+                        client
+                            .execute(
+                                "SELECT add_retention_policy($1::text::regclass, $2::text::interval)",
+                                &[&table, &days],
+                            )
+                            .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn load_registry(&self) -> Result<Registry, StoreError> {
+        let client = self.pool.get().await?;
+        registry::load(&client).await
+    }
+
+    pub async fn import_sensors(&self, records: &[SensorRecord]) -> Result<ImportReport, StoreError> {
+        let mut client = self.pool.get().await?;
+        registry::import(&mut client, records).await
+    }
+
+    pub async fn touch_sensors(&self, seen: &[(String, DateTime<Utc>)]) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        registry::touch(&client, seen).await
+    }
+}
+
+/// A poisoned lock only means another task panicked mid-update of a cache;
+/// the cache is still a valid (if incomplete) set, so keep using it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

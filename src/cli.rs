@@ -1,0 +1,107 @@
+//! The command line: global options and one subcommand per service.
+
+use std::path::PathBuf;
+
+use citygauge_ingest::IngestConfig;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "citygauge",
+    version,
+    about = "Smart-city sensor platform: ingest, store and serve a city's IoT readings"
+)]
+pub struct Cli {
+    /// TOML file whose keys set any option of the subcommand (flags and
+    /// CITYGAUGE_* variables override it); see deploy/citygauge.toml.
+    #[arg(long, global = true, env = "CITYGAUGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `citygauge_ingest=debug,info`.
+    #[arg(long, global = true, env = "CITYGAUGE_LOG", default_value = "info")]
+    pub log: String,
+    #[arg(long, global = true, env = "CITYGAUGE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the MQTT ingestion daemon.
+    Ingest(Box<IngestConfig>),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Manage the sensor registry.
+    #[command(subcommand)]
+    Sensors(SensorsCommand),
+    /// Run the whole platform locally on a demo city: installs what is
+    /// missing, starts PostgreSQL and Mosquitto under `.citygauge/`, ingests
+    /// what the simulator publishes. Ctrl-C stops everything; data is kept.
+    Dev(Box<crate::dev::DevArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SensorsCommand {
+    /// Insert or update sensors from a GeoJSON (points with properties) or CSV file.
+    Import {
+        /// The registry file (.geojson, .json or .csv).
+        file: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection, libpq `key=value` string or `postgres://` URL.
+    #[arg(
+        long,
+        env = "CITYGAUGE_DATABASE_URL",
+        default_value = "host=127.0.0.1 port=5432 user=postgres dbname=citygauge",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Time-series backend of a new database.
+    #[arg(long, env = "CITYGAUGE_TIMESERIES_BACKEND", value_enum, default_value = "auto")]
+    pub timeseries_backend: citygauge_ingest::config::BackendChoice,
+}
+
+pub fn init_tracing(filter: &str, format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM; a second signal exits at once.
+pub async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    for round in 0..2 {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        if round == 0 {
+            tracing::info!("signal received: stopping (again to exit now)");
+            shutdown.cancel();
+        } else {
+            std::process::exit(130);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! What each subcommand does, in terms of the library crates.
+
+use std::path::Path;
+
+use anyhow::Context;
+use citygauge_domain::registry::file;
+use citygauge_store::{BackendPreference, Store, StoreConfig};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::cli::{Command, DatabaseArgs, SensorsCommand};
+
+pub async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match command {
+        Command::Ingest(config) => {
+            let listener = tokio::net::TcpListener::bind(config.http_listen)
+                .await
+                .with_context(|| format!("--http-listen {}", config.http_listen))?;
+            citygauge_ingest::run(*config, listener, shutdown).await?;
+        }
+        Command::Migrate(database) => {
+            let store = store(&database)?;
+            let report = store.migrate().await.context("migrating the database")?;
+            store.maintain(chrono::Utc::now()).await.context("creating partitions")?;
+            println!(
+                "schema at version {} (applied {:?}); time-series backend: {}",
+                report.version,
+                report.applied,
+                report.backend.as_str()
+            );
+        }
+        Command::Sensors(SensorsCommand::Import { file, database }) => {
+            let store = store(&database)?;
+            store.migrate().await.context("migrating the database")?;
+            let report = import(&store, &file).await?;
+            println!(
+                "imported {}: {} new, {} updated, {} pending sensors superseded",
+                file.display(),
+                report.inserted,
+                report.updated,
+                report.superseded
+            );
+        }
+        Command::Dev(args) => crate::dev::run(*args, shutdown).await?,
+    }
+    Ok(())
+}
+
+pub fn store(database: &DatabaseArgs) -> anyhow::Result<Store> {
+    let mut config = StoreConfig::new(&database.database_url);
+    config.backend = match database.timeseries_backend {
+        citygauge_ingest::config::BackendChoice::Auto => BackendPreference::Auto,
+        citygauge_ingest::config::BackendChoice::Timescaledb => BackendPreference::TimescaleDb,
+        citygauge_ingest::config::BackendChoice::Native => BackendPreference::Native,
+    };
+    Ok(Store::new(config)?)
+}
+
+pub async fn import(store: &Store, path: &Path) -> anyhow::Result<citygauge_store::registry::ImportReport> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let records = file::parse(&name, &bytes).with_context(|| format!("{}", path.display()))?;
+    let report = store.import_sensors(&records).await.context("storing the sensors")?;
+    info!(file = %path.display(), sensors = records.len(), "registry imported");
+    Ok(report)
+}
