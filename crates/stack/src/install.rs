@@ -1,0 +1,144 @@
+//! Installing the stack's Debian packages when something is missing.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::error::{Result, StackError};
+use crate::process::last_lines;
+use crate::sys;
+use crate::toolchain::{installed_pg_majors, Toolchain};
+
+/// PostgreSQL major used when none is installed and apt-cache cannot tell
+/// (the default of Debian 12 "bookworm").
+const FALLBACK_PG_MAJOR: u32 = 15;
+
+/// Returns the [`Toolchain`], installing the Debian packages first if
+/// anything is missing.
+///
+/// Installs with `apt-get install -y --no-install-recommends` (after
+/// `apt-get update`, `DEBIAN_FRONTEND=noninteractive`, via `sudo` when not
+/// root): the PostgreSQL server (`postgresql-<N>` for an installed major N,
+/// else the distribution's default via `postgresql`), its PostGIS package
+/// (`postgresql-<N>-postgis-3`, as found with apt-cache), `mosquitto`, and
+/// `mosquitto-clients` (`mosquitto_pub`/`mosquitto_sub`, which tests and
+/// debugging use).
+///
+/// Debian starts the packages' system services (a cluster on 5432, a broker
+/// on 1883) after installing them; the stack neither uses nor stops them.
+pub fn ensure_installed() -> Result<Toolchain> {
+    match Toolchain::discover() {
+        Ok(toolchain) => return Ok(toolchain),
+        Err(e) if e.is_missing_component() => {
+            tracing::info!(missing = %e, "installing the stack's Debian packages");
+        }
+        Err(e) => return Err(e),
+    }
+    let sudo = sys::effective_uid() != 0;
+    apt(sudo, "apt-get", &["update"])?;
+    let installed = installed_pg_majors(Path::new("/usr/lib/postgresql")).first().copied();
+    let major = installed.or_else(default_pg_major).unwrap_or(FALLBACK_PG_MAJOR);
+    let server = match installed {
+        Some(major) => format!("postgresql-{major}"),
+        None => "postgresql".to_owned(),
+    };
+    let postgis = postgis_package(major);
+    let packages = [server.as_str(), &postgis, "mosquitto", "mosquitto-clients"];
+    tracing::info!(?packages, "apt-get install");
+    let mut args = vec![
+        "install",
+        "-y",
+        "--no-install-recommends",
+        // Another apt run (e.g. unattended upgrades) may hold the lock:
+        // wait for it instead of failing at once.
+        "-o",
+        "DPkg::Lock::Timeout=300",
+    ];
+    args.extend(packages);
+    apt(sudo, "apt-get", &args)?;
+    Toolchain::discover()
+}
+
+/// The distribution's default PostgreSQL major: what the `postgresql`
+/// metapackage depends on ("Depends: postgresql-15").
+fn default_pg_major() -> Option<u32> {
+    let output = Command::new("apt-cache").args(["depends", "postgresql"]).output().ok()?;
+    parse_default_major(&String::from_utf8_lossy(&output.stdout))
+}
+
+fn parse_default_major(depends: &str) -> Option<u32> {
+    depends.lines().find_map(|line| line.trim().strip_prefix("Depends: postgresql-")?.parse().ok())
+}
+
+/// The newest `postgresql-<major>-postgis-<V>` the archive has, defaulting
+/// to PostGIS 3.
+fn postgis_package(major: u32) -> String {
+    let prefix = format!("postgresql-{major}-postgis-");
+    Command::new("apt-cache")
+        .args(["pkgnames", &prefix])
+        .output()
+        .ok()
+        .and_then(|out| newest_postgis(&String::from_utf8_lossy(&out.stdout), &prefix))
+        .unwrap_or_else(|| format!("{prefix}3"))
+}
+
+/// Picks `prefix<V>` with the highest numeric V; skips e.g. `-3-scripts`.
+fn newest_postgis(names: &str, prefix: &str) -> Option<String> {
+    names
+        .lines()
+        .filter_map(|name| {
+            let version: u32 = name.trim().strip_prefix(prefix)?.parse().ok()?;
+            Some((version, name.trim().to_owned()))
+        })
+        .max()
+        .map(|(_, name)| name)
+}
+
+/// Runs an apt command non-interactively (through sudo when not root).
+fn apt(sudo: bool, program: &str, args: &[&str]) -> Result<()> {
+    let mut cmd = if sudo {
+        let mut cmd = Command::new("sudo");
+        // sudo resets the environment: pass the variable on its command line.
+        cmd.args(["env", "DEBIAN_FRONTEND=noninteractive", program]);
+        cmd
+    } else {
+        let mut cmd = Command::new(program);
+        cmd.env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    cmd.args(args);
+    let command = format!("{}{program} {}", if sudo { "sudo " } else { "" }, args.join(" "));
+    tracing::info!(%command, "running");
+    let output = cmd.output().map_err(|e| StackError::io(format!("running {command}"), e))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let text = if stderr.trim().is_empty() { String::from_utf8_lossy(&output.stdout) } else { stderr };
+    Err(StackError::Command {
+        command,
+        status: crate::process::describe_status(&output.status),
+        output: last_lines(&text, 30),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_default_major_from_apt_cache_depends() {
+        let out = "postgresql\n  Depends: postgresql-15\n  Suggests: postgresql-doc\n";
+        assert_eq!(parse_default_major(out), Some(15));
+        assert_eq!(parse_default_major("postgresql\n"), None);
+    }
+
+    #[test]
+    fn picks_the_newest_postgis_package() {
+        let names = "postgresql-15-postgis-3-scripts\npostgresql-15-postgis-3\npostgresql-15-postgis-2\n";
+        let prefix = "postgresql-15-postgis-";
+        assert_eq!(newest_postgis(names, prefix).as_deref(), Some("postgresql-15-postgis-3"));
+        assert_eq!(newest_postgis("", prefix), None);
+        // Against the real apt cache (or its fallback when lists are empty).
+        assert_eq!(postgis_package(15), "postgresql-15-postgis-3");
+    }
+}
