@@ -41,6 +41,9 @@ pub enum Command {
     /// Manage the sensor registry.
     #[command(subcommand)]
     Sensors(SensorsCommand),
+    /// Install PostgreSQL, PostGIS and Mosquitto from Debian's packages where
+    /// missing (uses sudo when not root); the tests and `dev` need them.
+    Setup,
     /// Run the whole platform locally on a demo city: installs what is
     /// missing, starts PostgreSQL and Mosquitto under `.citygauge/`, ingests
     /// what the simulator publishes. Ctrl-C stops everything; data is kept.

@@ -41,6 +41,16 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Resul
                 report.superseded
             );
         }
+        Command::Setup => {
+            let toolchain = tokio::task::spawn_blocking(citygauge_stack::ensure_installed).await??;
+            println!(
+                "ready: PostgreSQL {} with PostGIS in {}, Mosquitto {} at {}",
+                toolchain.pg_major(),
+                toolchain.pg_bin_dir().display(),
+                toolchain.mosquitto_version(),
+                toolchain.mosquitto().display()
+            );
+        }
         Command::Dev(args) => crate::dev::run(*args, shutdown).await?,
     }
     Ok(())

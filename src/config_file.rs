@@ -166,6 +166,34 @@ mod tests {
         config.validate().unwrap();
     }
 
+    /// The sample documents real options: valid as shipped, and with every
+    /// commented-out option switched on.
+    #[test]
+    fn the_sample_config_is_valid() {
+        let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/citygauge.toml")).unwrap();
+        let config = ingest(parse_with(&sample, &["ingest"]).unwrap());
+        config.validate().unwrap();
+        assert!(config.device_profiles.len() >= 3, "the demo city's LoRaWAN profiles");
+        let uncommented: String = sample
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(uncommented.matches("\nmqtt_").count() >= 8, "options were uncommented");
+        let config = ingest(parse_with(&uncommented, &["ingest"]).unwrap());
+        config.validate().unwrap();
+        assert_eq!(config.mqtt_shared_group.as_deref(), Some("ingest"));
+    }
+
     #[test]
     fn options_of_other_subcommands_are_ignored() {
         let cli = parse_with("batch_max_rows = 5000\n", &["migrate"]).unwrap();

@@ -51,7 +51,7 @@ enum Event {
 }
 
 enum EventLoop {
-    V4(rumqttc::EventLoop),
+    V4(Box<rumqttc::EventLoop>),
     V5(Box<v5::EventLoop>),
 }
 
@@ -144,7 +144,7 @@ impl Session {
                     options.set_credentials(user, password);
                 }
                 let (client, events) = rumqttc::AsyncClient::new(options, REQUEST_QUEUE);
-                Session { events: EventLoop::V4(events), client: Client::V4(client) }
+                Session { events: EventLoop::V4(Box::new(events)), client: Client::V4(client) }
             }
             MqttProtocol::V5 => {
                 let mut options = v5::MqttOptions::new(&config.mqtt_client_id, host, port);

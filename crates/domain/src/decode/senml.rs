@@ -92,7 +92,7 @@ pub fn decode(doc: &Value, ctx: &DecodeContext<'_>) -> Result<Records, DomainErr
 fn update_base<'a>(base: &mut Base<'a>, record: &'a Map<String, Value>) -> Result<(), DomainError> {
     if let Some(v) = record.get("bver") {
         match v.as_f64() {
-            Some(version) if version >= 1.0 && version <= SUPPORTED_VERSION => {}
+            Some(version) if (1.0..=SUPPORTED_VERSION).contains(&version) => {}
             _ => return Err(DomainError::invalid("bver", format!("SenML version {v} is not supported"))),
         }
     }

@@ -1,0 +1,161 @@
+//! The store against a real PostgreSQL: migrations, partitions, the batch
+//! writer's exactly-once rule, rain counters, registry import.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use citygauge_domain::registry::file;
+use citygauge_domain::{CounterReading, Kind, NewSensor, Quality, Reading, RejectReason, Values};
+use citygauge_store::{partitions, Batch, Store, StoreConfig, StoreError};
+use citygauge_testkit::database;
+
+fn level(sensor: &str, ts: DateTime<Utc>, level_m: f64) -> Reading {
+    Reading { sensor_id: sensor.into(), ts, values: Values::WaterLevel { level_m }, quality: Quality::default() }
+}
+
+fn hour_ago() -> DateTime<Utc> {
+    (Utc::now() - Duration::hours(1)).duration_trunc(Duration::minutes(1)).unwrap()
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_refuse_a_newer_schema() -> anyhow::Result<()> {
+    let db = database().await?;
+    let store = Store::new(StoreConfig::new(&db.url))?;
+    let report = store.migrate().await?;
+    assert!(report.applied.is_empty(), "the template was migrated already");
+    assert_eq!(report.version, citygauge_store::migrate::latest_version());
+    assert_eq!(db.count("SELECT count(*) FROM schema_migrations").await?, 1);
+
+    db.client()
+        .await?
+        .batch_execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (999, 'future', 'x')")
+        .await?;
+    match store.migrate().await {
+        Err(StoreError::SchemaTooNew { found: 999, .. }) => Ok(()),
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn duplicates_of_stored_rows_are_skipped_not_failed() -> anyhow::Result<()> {
+    let db = database().await?;
+    let store = Store::new(StoreConfig::new(&db.url))?;
+    let t = hour_ago();
+    let first =
+        Batch { readings: vec![level("s1", t, 1.0), level("s1", t + Duration::seconds(60), 1.1)], ..Batch::default() };
+    let report = store.write(&first).await?;
+    assert_eq!((report.stored(), report.duplicates), (2, 0));
+
+    // A redelivery overlapping what is stored, with an in-batch duplicate too.
+    let again = Batch {
+        readings: vec![
+            level("s1", t, 9.9),
+            level("s1", t + Duration::seconds(120), 1.2),
+            level("s1", t + Duration::seconds(120), 1.3),
+        ],
+        ..Batch::default()
+    };
+    let report = store.write(&again).await?;
+    assert_eq!((report.stored(), report.duplicates), (1, 2));
+    assert_eq!(report.stored_by_kind[Kind::WaterLevel as usize], 1);
+    let client = db.client().await?;
+    let first_wins: f64 = client.query_one("SELECT level_m FROM water_level WHERE ts = $1", &[&t]).await?.get(0);
+    assert_eq!(first_wins, 1.0, "the stored reading is kept");
+    assert_eq!(db.count("SELECT count(*) FROM water_level").await?, 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn day_partitions_are_made_on_demand_and_take_over_stray_rows() -> anyhow::Result<()> {
+    let db = database().await?;
+    let store = Store::new(StoreConfig::new(&db.url))?;
+    // Older than the window partitions are made for: lands in the default partition.
+    let old = Utc::now() - Duration::days(500);
+    store.write(&Batch { readings: vec![level("s1", old, 1.0)], ..Batch::default() }).await?;
+    assert_eq!(db.count("SELECT count(*) FROM water_level_default").await?, 1);
+    // Backfill 20 days ago: its day partition is created before the COPY.
+    let backfill = Utc::now() - Duration::days(20);
+    store.write(&Batch { readings: vec![level("s1", backfill, 1.0)], ..Batch::default() }).await?;
+    let day = partitions::partition_name("water_level", backfill.date_naive());
+    assert_eq!(db.count(&format!("SELECT count(*) FROM {day}")).await?, 1);
+
+    // Making the old day's partition moves its row out of the default one.
+    let mut client = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.map(|(c, conn)| {
+        tokio::spawn(conn);
+        c
+    })?;
+    let created = partitions::ensure_days(&mut client, "water_level", &BTreeSet::from([old.date_naive()])).await?;
+    assert_eq!(created, 1);
+    assert_eq!(db.count("SELECT count(*) FROM water_level_default").await?, 0);
+    assert_eq!(db.count("SELECT count(*) FROM water_level").await?, 2);
+
+    // Retention drops whole days past it, and old stray rows.
+    let dropped = partitions::drop_expired(&mut client, "water_level", Duration::days(30), Utc::now()).await?;
+    assert_eq!(dropped, [partitions::partition_name("water_level", old.date_naive())]);
+    assert_eq!(db.count("SELECT count(*) FROM water_level").await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn counters_become_intervals_across_batches() -> anyhow::Result<()> {
+    let db = database().await?;
+    let store = Store::new(StoreConfig::new(&db.url))?;
+    let t = hour_ago();
+    let counter = |minutes: i64, counter_mm: f64| CounterReading {
+        sensor_id: "rg".into(),
+        ts: t + Duration::minutes(minutes),
+        counter_mm,
+        quality: Quality::default(),
+    };
+    store.write(&Batch { counters: vec![counter(0, 50.0)], ..Batch::default() }).await?;
+    assert_eq!(db.count("SELECT count(*) FROM rainfall").await?, 0, "the first value only sets the state");
+    let report =
+        store.write(&Batch { counters: vec![counter(20, 54.5), counter(10, 52.0)], ..Batch::default() }).await?;
+    assert_eq!(report.stored(), 2);
+    let client = db.client().await?;
+    let rows = client.query("SELECT rain_mm, interval_s FROM rainfall ORDER BY ts", &[]).await?;
+    let got: Vec<(f64, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, [(2.0, 600), (2.5, 600)]);
+    // A value older than the stored state cannot become an interval: kept, with a reason.
+    let report =
+        store.write(&Batch { counters: vec![counter(5, 51.0), counter(20, 54.5)], ..Batch::default() }).await?;
+    assert_eq!((report.stored(), report.rejected, report.duplicates), (0, 1, 1));
+    let reason: String = client.query_one("SELECT reason FROM rejected_messages", &[]).await?.get(0);
+    assert_eq!(reason, RejectReason::CounterOutOfOrder.as_str());
+    Ok(())
+}
+
+#[tokio::test]
+async fn import_upserts_and_takes_euis_from_pending_sensors() -> anyhow::Result<()> {
+    let db = database().await?;
+    let store = Store::new(StoreConfig::new(&db.url))?;
+    // A LoRaWAN device that reported before it was registered.
+    let pending = NewSensor {
+        id: "lora-70b3d57ed0001234".into(),
+        kind: Kind::FloodDepth,
+        dev_eui: Some("70b3d57ed0001234".into()),
+        device_profile: Some("flood-radar-v1".into()),
+    };
+    store.write(&Batch { new_sensors: vec![pending], ..Batch::default() }).await?;
+    let csv = "id,kind,name,lon,lat,dev_eui,device_profile,threshold.alert_cm\n\
+               kh-fd-0007,flood_depth,Jiuru Rd underpass,120.33,22.63,70B3D57ED0001234,flood-radar-v1,10\n";
+    let records = file::parse("sensors.csv", csv.as_bytes())?;
+    let report = store.import_sensors(&records).await?;
+    assert_eq!((report.inserted, report.updated, report.superseded), (1, 0, 1));
+    let again = store.import_sensors(&records).await?;
+    assert_eq!((again.inserted, again.updated), (0, 1));
+
+    let client = db.client().await?;
+    let row = client
+        .query_one("SELECT status, ST_X(location), thresholds->>'alert_cm' FROM sensors WHERE id = 'kh-fd-0007'", &[])
+        .await?;
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, f64>(1), row.get::<_, String>(2)),
+        ("active".into(), 120.33, "10".into())
+    );
+    let old = client.query_one("SELECT status, dev_eui FROM sensors WHERE id = 'lora-70b3d57ed0001234'", &[]).await?;
+    assert_eq!((old.get::<_, String>(0), old.get::<_, Option<String>>(1)), ("retired".into(), None));
+    let registry = store.load_registry().await?;
+    assert_eq!(registry.by_dev_eui("70b3d57ed0001234").map(|s| s.id.as_str()), Some("kh-fd-0007"));
+    Ok(())
+}
