@@ -75,10 +75,11 @@ impl Default for QualityConfig {
     }
 }
 
-/// The last good value of each (sensor, column) for the spike test.
+/// The last good value of each (sensor, column) for the spike test. Keyed by
+/// sensor so the per-reading lookup borrows the id instead of cloning it.
 #[derive(Debug, Default)]
 pub struct SpikeTracker {
-    last_good: HashMap<(String, Field), (DateTime<Utc>, f64)>,
+    last_good: HashMap<String, Vec<(Field, DateTime<Utc>, f64)>>,
 }
 
 impl SpikeTracker {
@@ -88,6 +89,21 @@ impl SpikeTracker {
 
     pub fn is_empty(&self) -> bool {
         self.last_good.is_empty()
+    }
+
+    fn last(&self, sensor: &str, field: Field) -> Option<(DateTime<Utc>, f64)> {
+        self.last_good.get(sensor)?.iter().find(|(f, _, _)| *f == field).map(|&(_, ts, v)| (ts, v))
+    }
+
+    fn set(&mut self, sensor: &str, field: Field, ts: DateTime<Utc>, value: f64) {
+        let fields = match self.last_good.get_mut(sensor) {
+            Some(fields) => fields,
+            None => self.last_good.entry(sensor.to_string()).or_default(),
+        };
+        match fields.iter_mut().find(|(f, _, _)| *f == field) {
+            Some(slot) => *slot = (field, ts, value),
+            None => fields.push((field, ts, value)),
+        }
     }
 }
 
@@ -138,21 +154,18 @@ pub fn check_rain_rate(reading: &mut Reading) {
 }
 
 fn spike_check(reading: &mut Reading, field: Field, value: f64, max_rate: f64, spikes: &mut SpikeTracker) {
-    let key = (reading.sensor_id.clone(), field);
-    match spikes.last_good.get(&key) {
-        Some(&(ts, last)) if (reading.ts - ts).abs() <= SPIKE_WINDOW => {
+    match spikes.last(&reading.sensor_id, field) {
+        Some((ts, last)) if (reading.ts - ts).abs() <= SPIKE_WINDOW => {
             let span = ((reading.ts - ts).num_milliseconds().abs() as f64 / 1000.0).max(MIN_RATE_SPAN_S);
             if (value - last).abs() / span > max_rate {
                 reading.quality.flag(QualityLevel::Suspect, format!("spike:{field}"));
                 return;
             }
             if reading.ts > ts {
-                spikes.last_good.insert(key, (reading.ts, value));
+                spikes.set(&reading.sensor_id, field, reading.ts, value);
             }
         }
-        _ => {
-            spikes.last_good.insert(key, (reading.ts, value));
-        }
+        _ => spikes.set(&reading.sensor_id, field, reading.ts, value),
     }
 }
 

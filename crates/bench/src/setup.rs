@@ -1,0 +1,218 @@
+//! The local stack and the daemon process for each run.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use citygauge_sim::{LoadConfig, LoadFormat};
+use citygauge_stack::{throwaway_dir, Mosquitto, MosquittoOptions, Postgres, PostgresOptions};
+use citygauge_store::{Store, StoreConfig};
+use clap::Parser;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+use crate::Args;
+
+pub struct Bench {
+    pub postgres: Postgres,
+    pub broker: Mosquitto,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Throughput {
+    pub elapsed: Duration,
+    pub peak_rss_mb: f64,
+}
+
+impl Bench {
+    pub async fn start() -> anyhow::Result<Bench> {
+        let toolchain = citygauge_stack::Toolchain::discover()?;
+        let dir = throwaway_dir("citygauge-bench-")?;
+        let (pg_dir, mqtt_dir) = (dir.path().join("pg"), dir.path().join("mqtt"));
+        let (postgres, broker) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut postgres = Postgres::start(&toolchain, PostgresOptions::new(pg_dir, "postgres"))?;
+            // Each row's commit time, for publish-to-commit latency.
+            postgres.psql("postgres", "ALTER SYSTEM SET track_commit_timestamp = on")?;
+            postgres.restart()?;
+            let broker = Mosquitto::start(&toolchain, MosquittoOptions::new(mqtt_dir))?;
+            Ok((postgres, broker))
+        })
+        .await??;
+        Ok(Bench { postgres, broker, _dir: dir })
+    }
+
+    /// A fresh database, migrated, with today's partitions.
+    pub async fn database(&self, name: &str) -> anyhow::Result<String> {
+        self.postgres.create_database(name, None)?;
+        let url = self.postgres.connection_string(name);
+        let store = Store::new(StoreConfig::new(&url))?;
+        store.migrate().await?;
+        store.maintain(chrono::Utc::now()).await?;
+        Ok(url)
+    }
+
+    pub fn daemon(&self, url: &str, client_id: &str, extra: &[String]) -> anyhow::Result<Daemon> {
+        let binary = sibling_binary("citygauge")?;
+        let child = Command::new(&binary)
+            .args(["ingest", "--mqtt-url", &self.broker.url(), "--database-url", url, "--mqtt-client-id", client_id])
+            .args(["--http-listen", "127.0.0.1:0", "--log", "warn"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        Ok(Daemon { child })
+    }
+
+    /// Publishes `messages` of `per_message` readings through the daemon and
+    /// times from the first publish to the last row committed.
+    pub async fn throughput(
+        &self,
+        name: &str,
+        args: &Args,
+        messages: u64,
+        per_message: usize,
+        format: LoadFormat,
+    ) -> anyhow::Result<Throughput> {
+        let url = self.database(name).await?;
+        let mut daemon = self.daemon(&url, &format!("bench-{name}"), &args.daemon_args)?;
+        wait_subscribed(&url, &self.broker).await?;
+        let readings = messages * per_message as u64;
+        let load = LoadArgs::try_parse_from([
+            "load".to_string(),
+            format!("--mqtt-url={}", self.broker.url()),
+            format!("--sensors={}", args.sensors),
+            "--kind=water-level".into(),
+            format!("--format={}", if format == LoadFormat::Senml { "senml" } else { "canonical" }),
+            format!("--readings-per-message={per_message}"),
+            format!("--messages={messages}"),
+            // As fast as the publishers go: the broker and the daemon set the pace.
+            "--rate-msgs-per-s=10000000".into(),
+            format!("--connections={}", args.connections),
+            "--inflight=1000".into(),
+            format!("--client-id=bench-load-{name}"),
+            "--drain-timeout-s=600".into(),
+        ])?;
+        let started = Instant::now();
+        let stats = citygauge_sim::run_load(load.config, CancellationToken::new()).await?;
+        if stats.distinct_readings != readings {
+            bail!("the load generator published {} distinct readings, expected {readings}", stats.distinct_readings);
+        }
+        wait_rows(&url, readings, Duration::from_secs(900)).await?;
+        let elapsed = started.elapsed();
+        let peak_rss_mb = daemon.peak_rss_mb()?;
+        daemon.stop();
+        Ok(Throughput { elapsed, peak_rss_mb })
+    }
+}
+
+#[derive(Parser)]
+struct LoadArgs {
+    #[command(flatten)]
+    config: LoadConfig,
+}
+
+pub struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    /// VmHWM: the highest resident set size the process has had.
+    pub fn peak_rss_mb(&self) -> anyhow::Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .context("no VmHWM in /proc/<pid>/status")?;
+        Ok(kb / 1024.0)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name(name);
+    if !path.exists() {
+        bail!("{} not found: build it first (cargo build --release)", path.display());
+    }
+    Ok(path)
+}
+
+pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Waits until the daemon's session exists on the broker: a probe message is
+/// stored. Until then the broker would drop what the load publishes.
+pub async fn wait_subscribed(url: &str, broker: &Mosquitto) -> anyhow::Result<()> {
+    let client = connect(url).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let probe_ts = chrono::Utc::now() - chrono::Duration::days(1);
+    loop {
+        crate::latency::publish_once(
+            broker.port(),
+            "city/water_level/bench-probe",
+            &format!(r#"{{"ts":"{}","level_m":0}}"#, probe_ts.to_rfc3339()),
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let n: i64 =
+            client.query_one("SELECT count(*) FROM water_level WHERE sensor_id = 'bench-probe'", &[]).await?.get(0);
+        if n > 0 {
+            client.batch_execute("DELETE FROM water_level WHERE sensor_id = 'bench-probe'").await?;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the daemon did not start storing within a minute");
+        }
+    }
+}
+
+async fn wait_rows(url: &str, want: u64, timeout: Duration) -> anyhow::Result<()> {
+    let client = connect(url).await?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n: i64 = client.query_one("SELECT count(*) FROM water_level", &[]).await?.get(0);
+        if n as u64 >= want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {n} of {want} rows stored after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem_gb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:").and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("machine: {cores} cores, {cpu}, {mem_gb:.0} GiB; date {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"))
+}

@@ -1,0 +1,197 @@
+//! LoRaWAN device profiles: vendor payloads whose field names and units differ
+//! from the canonical columns, as real devices' decoders produce them.
+//!
+//! `simulators/device-profiles.toml` describes the same mapping for the ingest
+//! daemon's configuration; a test keeps the two in sync, and
+//! `citygauge-sim profiles` prints it.
+
+use serde_json::{Map, Value as Json};
+
+use crate::reading::{round_to, Field, Reading};
+use crate::registry::Kind;
+
+pub const FLOOD_RADAR_V1: &str = "flood-radar-v1";
+pub const SEWER_LEVEL_CM_V2: &str = "sewer-level-cm-v2";
+pub const AIRBOX_LORA_V1: &str = "airbox-lora-v1";
+pub const GAS_SENSOR_V3: &str = "gas-sensor-v3";
+
+/// One field of a vendor's decoded payload.
+#[derive(Debug)]
+pub struct VendorField {
+    /// Key in the decoded object.
+    pub name: &'static str,
+    /// Canonical column it maps to.
+    pub column: Field,
+    /// Unit of the vendor value (SenML symbols, plus `degF`).
+    pub unit: &'static str,
+    /// vendor = canonical * scale + offset
+    scale: f64,
+    offset: f64,
+    /// Fixed-point factor of the raw (big-endian i16) encoding.
+    raw_scale: f64,
+}
+
+/// A device profile: how one device model encodes its uplinks.
+#[derive(Debug)]
+pub struct Profile {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub vendor: &'static str,
+    pub f_port: u8,
+    pub fields: &'static [VendorField],
+}
+
+const fn f(
+    name: &'static str,
+    column: Field,
+    unit: &'static str,
+    scale: f64,
+    offset: f64,
+    raw_scale: f64,
+) -> VendorField {
+    VendorField { name, column, unit, scale, offset, raw_scale }
+}
+
+pub static PROFILES: &[Profile] = &[
+    Profile {
+        name: FLOOD_RADAR_V1,
+        kind: Kind::FloodDepth,
+        vendor: "Dragino",
+        f_port: 2,
+        fields: &[f("water_depth_mm", Field::DepthCm, "mm", 10.0, 0.0, 1.0)],
+    },
+    Profile {
+        name: SEWER_LEVEL_CM_V2,
+        kind: Kind::WaterLevel,
+        vendor: "Milesight",
+        f_port: 3,
+        fields: &[f("water_level_cm", Field::LevelM, "cm", 100.0, 0.0, 10.0)],
+    },
+    Profile {
+        name: AIRBOX_LORA_V1,
+        kind: Kind::AirQuality,
+        vendor: "Edimax",
+        f_port: 5,
+        fields: &[
+            f("pm25", Field::Pm25, "ug/m3", 1.0, 0.0, 1.0),
+            f("pm10", Field::Pm10, "ug/m3", 1.0, 0.0, 1.0),
+            f("temperature_f", Field::TempC, "degF", 1.8, 32.0, 10.0),
+            f("humidity", Field::RhPct, "%RH", 1.0, 0.0, 1.0),
+        ],
+    },
+    Profile {
+        name: GAS_SENSOR_V3,
+        kind: Kind::AirQuality,
+        vendor: "Sensirion",
+        f_port: 7,
+        fields: &[
+            f("o3_ppm", Field::O3, "ppm", 0.001, 0.0, 1000.0),
+            f("no2_ppm", Field::No2, "ppm", 0.001, 0.0, 1000.0),
+            f("so2_ppm", Field::So2, "ppm", 0.001, 0.0, 1000.0),
+            f("co_ppb", Field::Co, "ppb", 1000.0, 0.0, 1.0),
+            f("temperature", Field::TempC, "Cel", 1.0, 0.0, 10.0),
+            f("humidity", Field::RhPct, "%RH", 1.0, 0.0, 1.0),
+        ],
+    },
+];
+
+pub fn profile(name: &str) -> Option<&'static Profile> {
+    PROFILES.iter().find(|p| p.name == name)
+}
+
+/// An uplink's application payload in both forms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uplink {
+    /// FRMPayload: each field as a big-endian i16 fixed-point value, then the
+    /// battery voltage as big-endian u16 millivolts.
+    pub raw: Vec<u8>,
+    /// What the network server's payload decoder makes of `raw`.
+    pub decoded: Map<String, Json>,
+}
+
+impl Profile {
+    /// Encodes the reading's fields this profile carries. Fields the reading
+    /// lacks are skipped (e.g. a sensor whose PM cell has failed).
+    pub fn encode(&self, reading: &Reading, battery_v: f64) -> Uplink {
+        let mut raw = Vec::with_capacity(2 * self.fields.len() + 2);
+        let mut decoded = Map::new();
+        for vf in self.fields {
+            let Some(canonical) = reading.get(vf.column).and_then(|v| v.as_f64()) else { continue };
+            let fixed = (canonical * vf.scale + vf.offset) * vf.raw_scale;
+            let fixed = fixed.round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
+            raw.extend_from_slice(&fixed.to_be_bytes());
+            // The decoder's output: the fixed-point value scaled back.
+            let decimals = vf.raw_scale.log10().round() as i32;
+            decoded.insert(vf.name.into(), Json::from(round_to(f64::from(fixed) / vf.raw_scale, decimals)));
+        }
+        let millivolts = (battery_v * 1000.0).round().clamp(0.0, 65_535.0) as u16;
+        raw.extend_from_slice(&millivolts.to_be_bytes());
+        decoded.insert("battery_v".into(), Json::from(round_to(battery_v, 2)));
+        Uplink { raw, decoded }
+    }
+}
+
+/// The profiles as the daemon's TOML configuration snippet.
+pub fn profiles_toml() -> String {
+    let mut out = String::from(
+        "# LoRaWAN device profiles of the sensors citygauge-sim publishes (generated by\n\
+         # `citygauge-sim profiles`). Each vendor field maps to a canonical column; `unit`\n\
+         # is the vendor value's unit (SenML symbols; `degF` is degrees Fahrenheit).\n\
+         # Fields not listed (battery_v) are device diagnostics.\n",
+    );
+    for p in PROFILES {
+        out.push_str(&format!("\n[lorawan.profiles.{}]\nkind = \"{}\"\n", p.name, p.kind.as_str()));
+        out.push_str(&format!("[lorawan.profiles.{}.fields]\n", p.name));
+        for vf in p.fields {
+            out.push_str(&format!("{} = {{ column = \"{}\", unit = \"{}\" }}\n", vf.name, vf.column.column(), vf.unit));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::Reading;
+
+    /// What the daemon does with a declared unit, to check our scales agree.
+    fn to_canonical(column: Field, unit: &str, v: f64) -> f64 {
+        match (column, unit) {
+            (Field::DepthCm, "mm") | (Field::LevelM, "cm") => v / if column == Field::DepthCm { 10.0 } else { 100.0 },
+            (Field::TempC, "degF") => (v - 32.0) / 1.8,
+            (Field::O3 | Field::No2 | Field::So2, "ppm") => v * 1000.0,
+            (Field::Co, "ppb") => v / 1000.0,
+            (_, u) if Some(u) == column.senml_unit() => v,
+            other => panic!("unexpected unit {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decoded_vendor_values_convert_back_to_canonical() {
+        let mut r = Reading::new("x".into(), 0);
+        r.num(Field::DepthCm, 23.4).num(Field::LevelM, 0.734).num(Field::Pm25, 31.0).num(Field::Pm10, 55.0);
+        r.num(Field::TempC, 26.5).num(Field::RhPct, 71.0).num(Field::O3, 41.0).num(Field::No2, 17.0);
+        r.num(Field::So2, 3.0).num(Field::Co, 0.42);
+        for p in PROFILES {
+            let up = p.encode(&r, 3.61);
+            assert_eq!(up.raw.len(), 2 * p.fields.len() + 2);
+            assert_eq!(up.decoded["battery_v"], 3.61);
+            for vf in p.fields {
+                let v = up.decoded[vf.name].as_f64().unwrap();
+                let back = to_canonical(vf.column, vf.unit, v);
+                let orig = r.get(vf.column).unwrap().as_f64().unwrap();
+                assert!((back - orig).abs() < 0.06 * orig.abs().max(1.0), "{} {back} vs {orig}", vf.name);
+            }
+        }
+    }
+
+    #[test]
+    fn committed_toml_matches_the_profiles() {
+        let committed: toml::Value = toml::from_str(include_str!("../device-profiles.toml")).unwrap();
+        let generated: toml::Value = toml::from_str(&profiles_toml()).unwrap();
+        assert_eq!(committed, generated, "regenerate with `citygauge-sim profiles > simulators/device-profiles.toml`");
+        let table = committed["lorawan"]["profiles"].as_table().unwrap();
+        assert_eq!(table.len(), PROFILES.len());
+        assert_eq!(table[FLOOD_RADAR_V1]["fields"]["water_depth_mm"]["column"].as_str(), Some("depth_cm"));
+    }
+}
