@@ -10,6 +10,9 @@ use citygauge_testkit::{InProcessDaemon, Publisher};
 use common::{base_time, config, setup, wait_count};
 use serde_json::json;
 
+type RainRow = (String, DateTime<Utc>, f64, Option<i32>, String, Option<Vec<String>>);
+type AirRow = (String, DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>, Option<f64>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_format_becomes_exact_rows() -> anyhow::Result<()> {
     let setup = setup().await?;
@@ -120,8 +123,7 @@ async fn every_format_becomes_exact_rows() -> anyhow::Result<()> {
             &[],
         )
         .await?;
-    let got: Vec<(String, DateTime<Utc>, f64, Option<i32>, String, Option<Vec<String>>)> =
-        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).collect();
+    let got: Vec<RainRow> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).collect();
     assert_eq!(
         got,
         [
@@ -134,8 +136,7 @@ async fn every_format_becomes_exact_rows() -> anyhow::Result<()> {
     let rows = client
         .query("SELECT sensor_id, ts, pm2_5_ugm3, pm10_ugm3, temp_c, rh_pct FROM air_quality ORDER BY sensor_id", &[])
         .await?;
-    let got: Vec<(String, DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>, Option<f64>)> =
-        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).collect();
+    let got: Vec<AirRow> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).collect();
     assert_eq!(
         got,
         [
