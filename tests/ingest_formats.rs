@@ -16,6 +16,7 @@ type AirRow = (String, DateTime<Utc>, Option<f64>, Option<f64>, Option<f64>, Opt
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_format_becomes_exact_rows() -> anyhow::Result<()> {
     let setup = setup().await?;
+    let started = Utc::now();
     let daemon = InProcessDaemon::start(config(&setup, "formats", &[])?).await?;
     let t0 = base_time();
     let at = |minutes: i64| t0 + chrono::Duration::minutes(minutes);
@@ -168,5 +169,12 @@ async fn every_format_becomes_exact_rows() -> anyhow::Result<()> {
     );
     assert_eq!(db.count("SELECT count(*) FROM rejected_messages").await?, 0);
     assert_eq!(db.count("SELECT count(*) FROM sensors WHERE status = 'pending'").await?, 0);
-    daemon.stop().await
+    daemon.stop().await?;
+    // When each sensor was heard (the platform's clock, not the readings')
+    // is recorded at the latest when the daemon stops.
+    let row = client.query_one("SELECT first_seen, last_seen FROM sensors WHERE id = 'kh-wl-0001'", &[]).await?;
+    let (first, last): (DateTime<Utc>, DateTime<Utc>) = (row.get(0), row.get(1));
+    assert!(started <= first && first <= last && last <= Utc::now(), "{started} <= {first} <= {last}");
+    assert_eq!(db.count("SELECT count(*) FROM sensors WHERE last_seen IS NULL").await?, 0, "every sensor reported");
+    Ok(())
 }

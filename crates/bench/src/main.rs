@@ -11,6 +11,7 @@
 //!
 //! Build and run: `cargo build --release && target/release/citygauge-bench`.
 
+mod broker;
 mod latency;
 mod raw;
 mod setup;
@@ -55,6 +56,13 @@ async fn main() -> anyhow::Result<()> {
     let bench = Bench::start().await.context("starting PostgreSQL and Mosquitto")?;
     println!("{}", setup::machine());
 
+    // Latency first, on a quiet system: the throughput runs leave autovacuum,
+    // checkpoints and a large broker backlog behind them.
+    let latency = latency::steady(&bench, &args).await?;
+    println!(
+        "latency at {:.0} messages/s for {} s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} readings; daemon peak RSS {:.1} MB",
+        args.latency_rate, args.latency_seconds, latency.p50_ms, latency.p99_ms, latency.max_ms, latency.readings, latency.peak_rss_mb
+    );
     // 1. The raw limit, with the rows the pack run will store.
     let rows = args.packs * args.pack_size as u64;
     let raw = raw::copy_limit(&bench, args.sensors, rows).await?;
@@ -64,33 +72,37 @@ async fn main() -> anyhow::Result<()> {
         rows as f64 / raw.as_secs_f64()
     );
 
-    // 2. One reading per message.
+    // 2. One reading per message: the broker alone, then through citygauge.
+    let plain = broker::limit(&bench, &args, args.messages, 1, false).await?;
+    let plain_rate = args.messages as f64 / plain.as_secs_f64();
+    println!("broker alone, single readings to a plain QoS 1 subscriber: {plain_rate:.0} messages/s");
     let single = bench.throughput("single", &args, args.messages, 1, citygauge_sim::LoadFormat::Canonical).await?;
+    let single_rate = args.messages as f64 / single.elapsed.as_secs_f64();
     println!(
-        "single readings: {} messages in {:.2} s = {:.0} messages/s; daemon peak RSS {:.1} MB",
+        "single readings through citygauge: {} messages in {:.2} s = {single_rate:.0} messages/s = {:.0} % of the broker alone; daemon peak RSS {:.1} MB",
         args.messages,
         single.elapsed.as_secs_f64(),
-        args.messages as f64 / single.elapsed.as_secs_f64(),
+        100.0 * single_rate / plain_rate,
         single.peak_rss_mb
     );
 
-    // 3. Packs.
+    // 3. Packs: the broker alone, then through citygauge, against raw COPY.
+    let plain_packs = broker::limit(&bench, &args, args.packs, args.pack_size, true).await?;
+    println!(
+        "broker alone, {}-reading packs: {:.0} readings/s",
+        args.pack_size,
+        rows as f64 / plain_packs.as_secs_f64()
+    );
     let packs = bench.throughput("packs", &args, args.packs, args.pack_size, citygauge_sim::LoadFormat::Senml).await?;
     let pack_rate = rows as f64 / packs.elapsed.as_secs_f64();
     println!(
-        "{}-reading SenML packs: {rows} readings in {:.2} s = {pack_rate:.0} readings/s = {:.0} % of raw COPY; daemon peak RSS {:.1} MB",
+        "{}-reading SenML packs through citygauge: {rows} readings in {:.2} s = {pack_rate:.0} readings/s = {:.0} % of raw COPY; daemon peak RSS {:.1} MB",
         args.pack_size,
         packs.elapsed.as_secs_f64(),
         100.0 * pack_rate / (rows as f64 / raw.as_secs_f64()),
         packs.peak_rss_mb
     );
 
-    // 4. Latency at a steady rate.
-    let latency = latency::steady(&bench, &args).await?;
-    println!(
-        "latency at {:.0} messages/s for {} s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} readings; daemon peak RSS {:.1} MB",
-        args.latency_rate, args.latency_seconds, latency.p50_ms, latency.p99_ms, latency.max_ms, latency.readings, latency.peak_rss_mb
-    );
     drop(bench);
     Ok(())
 }

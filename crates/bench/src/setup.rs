@@ -35,7 +35,11 @@ impl Bench {
             // Each row's commit time, for publish-to-commit latency.
             postgres.psql("postgres", "ALTER SYSTEM SET track_commit_timestamp = on")?;
             postgres.restart()?;
-            let broker = Mosquitto::start(&toolchain, MosquittoOptions::new(mqtt_dir))?;
+            // The production sample's save interval (deploy/mosquitto.conf).
+            let broker = Mosquitto::start(
+                &toolchain,
+                MosquittoOptions { autosave_interval_s: 10, ..MosquittoOptions::new(mqtt_dir) },
+            )?;
             Ok((postgres, broker))
         })
         .await??;
@@ -54,14 +58,15 @@ impl Bench {
 
     pub fn daemon(&self, url: &str, client_id: &str, extra: &[String]) -> anyhow::Result<Daemon> {
         let binary = sibling_binary("citygauge")?;
+        let http = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let child = Command::new(&binary)
             .args(["ingest", "--mqtt-url", &self.broker.url(), "--database-url", url, "--mqtt-client-id", client_id])
-            .args(["--http-listen", "127.0.0.1:0", "--log", "warn"])
+            .args(["--http-listen", &http.to_string(), "--log", "warn"])
             .args(extra)
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(Daemon { child })
+        Ok(Daemon { child, http })
     }
 
     /// Publishes `messages` of `per_message` readings through the daemon and
@@ -77,33 +82,60 @@ impl Bench {
         let url = self.database(name).await?;
         let mut daemon = self.daemon(&url, &format!("bench-{name}"), &args.daemon_args)?;
         wait_subscribed(&url, &self.broker).await?;
+        let before = daemon.stored_readings().await?;
         let readings = messages * per_message as u64;
-        let load = LoadArgs::try_parse_from([
-            "load".to_string(),
-            format!("--mqtt-url={}", self.broker.url()),
-            format!("--sensors={}", args.sensors),
-            "--kind=water-level".into(),
-            format!("--format={}", if format == LoadFormat::Senml { "senml" } else { "canonical" }),
-            format!("--readings-per-message={per_message}"),
-            format!("--messages={messages}"),
-            // As fast as the publishers go: the broker and the daemon set the pace.
-            "--rate-msgs-per-s=10000000".into(),
-            format!("--connections={}", args.connections),
-            "--inflight=1000".into(),
-            format!("--client-id=bench-load-{name}"),
-            "--drain-timeout-s=600".into(),
-        ])?;
+        let load = load_config(self, args, name, messages, per_message, format == LoadFormat::Senml)?;
         let started = Instant::now();
-        let stats = citygauge_sim::run_load(load.config, CancellationToken::new()).await?;
+        let stats = citygauge_sim::run_load(load, CancellationToken::new()).await?;
         if stats.distinct_readings != readings {
             bail!("the load generator published {} distinct readings, expected {readings}", stats.distinct_readings);
         }
-        wait_rows(&url, readings, Duration::from_secs(900)).await?;
+        // The daemon's own count of committed readings: polling count(*) over
+        // millions of rows would load the database being measured.
+        let deadline = Instant::now() + Duration::from_secs(900);
+        while daemon.stored_readings().await? < before + readings {
+            if Instant::now() > deadline {
+                bail!("the daemon stored {} of {readings} readings", daemon.stored_readings().await? - before);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let elapsed = started.elapsed();
+        // And the table agrees, exactly.
+        let stored: i64 = connect(&url).await?.query_one("SELECT count(*) FROM water_level", &[]).await?.get(0);
+        if stored as u64 != readings {
+            bail!("{stored} rows in water_level, {readings} published");
+        }
         let peak_rss_mb = daemon.peak_rss_mb()?;
         daemon.stop();
         Ok(Throughput { elapsed, peak_rss_mb })
     }
+}
+
+/// The load generator's configuration for a run: water levels, as fast as
+/// the publishers go (the broker and the daemon set the pace).
+pub fn load_config(
+    bench: &Bench,
+    args: &Args,
+    name: &str,
+    messages: u64,
+    per_message: usize,
+    senml: bool,
+) -> anyhow::Result<LoadConfig> {
+    Ok(LoadArgs::try_parse_from([
+        "load".to_string(),
+        format!("--mqtt-url={}", bench.broker.url()),
+        format!("--sensors={}", args.sensors),
+        "--kind=water_level".into(),
+        format!("--format={}", if senml { "senml" } else { "canonical" }),
+        format!("--readings-per-message={per_message}"),
+        format!("--messages={messages}"),
+        "--rate-msgs-per-s=0".into(),
+        format!("--connections={}", args.connections),
+        "--inflight=1000".into(),
+        format!("--client-id=bench-load-{name}"),
+        "--drain-timeout-s=600".into(),
+    ])?
+    .config)
 }
 
 #[derive(Parser)]
@@ -114,9 +146,25 @@ struct LoadArgs {
 
 pub struct Daemon {
     child: Child,
+    http: std::net::SocketAddr,
 }
 
 impl Daemon {
+    /// `citygauge_ingest_readings_stored_total`, summed over kinds (0 while
+    /// the daemon is not yet serving).
+    pub async fn stored_readings(&self) -> anyhow::Result<u64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(self.http).await else { return Ok(0) };
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await?;
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with("citygauge_ingest_readings_stored_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
+    }
+
     /// VmHWM: the highest resident set size the process has had.
     pub fn peak_rss_mb(&self) -> anyhow::Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
@@ -179,21 +227,6 @@ pub async fn wait_subscribed(url: &str, broker: &Mosquitto) -> anyhow::Result<()
         if Instant::now() > deadline {
             bail!("the daemon did not start storing within a minute");
         }
-    }
-}
-
-async fn wait_rows(url: &str, want: u64, timeout: Duration) -> anyhow::Result<()> {
-    let client = connect(url).await?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let n: i64 = client.query_one("SELECT count(*) FROM water_level", &[]).await?.get(0);
-        if n as u64 >= want {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("only {n} of {want} rows stored after {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

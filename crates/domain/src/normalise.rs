@@ -116,19 +116,21 @@ impl Normaliser {
             return Err(DomainError::Oversized { bytes: msg.payload.len(), limit: self.config.max_payload_bytes });
         }
         let route = topic::route(msg.topic, &self.config.topic_prefix)?;
-        let doc: serde_json::Value =
-            serde_json::from_slice(msg.payload).map_err(|e| DomainError::MalformedPayload(e.to_string()))?;
         let ctx = DecodeContext {
             registry,
             profiles: &self.config.profiles,
             tz: self.config.tz,
             received_at: msg.received_at,
         };
+        let json = || -> Result<serde_json::Value, DomainError> {
+            serde_json::from_slice(msg.payload).map_err(|e| DomainError::MalformedPayload(e.to_string()))
+        };
         match route {
-            Route::Canonical { kind, sensor_id } => decode::canonical::decode(kind, sensor_id, &doc, &ctx),
-            Route::SenMl => decode::senml::decode(&doc, &ctx),
-            Route::ChirpStack { dev_eui } => decode::lorawan::decode_chirpstack(dev_eui, &doc, &ctx),
-            Route::TheThingsStack { .. } => decode::lorawan::decode_tts(&doc, &ctx),
+            Route::Canonical { kind, sensor_id } => decode::canonical::decode(kind, sensor_id, &json()?, &ctx),
+            // The bulk path reads the payload without building a JSON tree.
+            Route::SenMl => decode::senml::decode(msg.payload, &ctx),
+            Route::ChirpStack { dev_eui } => decode::lorawan::decode_chirpstack(dev_eui, &json()?, &ctx),
+            Route::TheThingsStack { .. } => decode::lorawan::decode_tts(&json()?, &ctx),
         }
     }
 
@@ -142,13 +144,15 @@ impl Normaliser {
     ) -> Result<(), DomainError> {
         let sensor = self.resolve(&record, registry, out)?;
         let ts = record.ts.unwrap_or(received_at);
-        let mut fields: Vec<(Field, FieldValue)> = Vec::with_capacity(record.fields.len());
-        for (field, value) in record.fields {
-            // The first value of a field wins, as the first record of a pack does.
-            if !fields.iter().any(|(f, _)| *f == field) {
-                fields.push((field, value));
-            }
-        }
+        let mut fields = record.fields;
+        // The first value of a field wins, as the first record of a pack does.
+        let mut seen = 0u32;
+        fields.retain(|(field, _)| {
+            let bit = 1u32 << (*field as u32);
+            let first = seen & bit == 0;
+            seen |= bit;
+            first
+        });
         let mut quality = Quality::default();
         let values = match record.kind {
             Kind::Rainfall => match rainfall(&fields, sensor, &mut quality)? {

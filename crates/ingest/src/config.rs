@@ -68,9 +68,12 @@ pub struct IngestConfig {
     /// Acks wait for a commit, so this must cover a few batches.
     #[arg(long, env = "CITYGAUGE_MQTT_RECEIVE_MAXIMUM", default_value_t = 32_768)]
     pub mqtt_receive_maximum: u16,
-    /// Largest MQTT packet accepted; with MQTT 5 the broker is told and holds
-    /// back larger ones. With 3.1.1 set the broker's limit no higher.
-    #[arg(long, env = "CITYGAUGE_MQTT_MAX_PACKET_BYTES", default_value_t = 1024 * 1024)]
+    /// Largest MQTT packet accepted. Keep it at least the broker's own
+    /// `max_packet_size` (4 MiB in deploy/mosquitto.conf): with MQTT 5 the
+    /// broker withholds larger packets from this session, with 3.1.1 they
+    /// break the connection. Payloads over `max_payload_bytes` are rejected
+    /// with a reason either way.
+    #[arg(long, env = "CITYGAUGE_MQTT_MAX_PACKET_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub mqtt_max_packet_bytes: u32,
     /// Longest wait between reconnect attempts (backoff doubles up to it).
     #[arg(long, env = "CITYGAUGE_MQTT_RECONNECT_MAX_MS", default_value_t = 5_000)]
@@ -94,10 +97,10 @@ pub struct IngestConfig {
     #[arg(long, env = "CITYGAUGE_BATCH_MAX_ROWS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_max_rows: u32,
     /// ...or when its first message is this old.
-    #[arg(long, env = "CITYGAUGE_FLUSH_INTERVAL_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "CITYGAUGE_FLUSH_INTERVAL_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     pub flush_interval_ms: u64,
     /// Messages queued between the MQTT poll loop and the decoder.
-    #[arg(long, env = "CITYGAUGE_INBOUND_QUEUE_MESSAGES", default_value_t = 8_192, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "CITYGAUGE_INBOUND_QUEUE_MESSAGES", default_value_t = 2_048, value_parser = clap::value_parser!(u32).range(1..))]
     pub inbound_queue_messages: u32,
     /// Larger payloads are rejected (reason `oversized`).
     #[arg(long, env = "CITYGAUGE_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]

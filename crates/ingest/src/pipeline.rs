@@ -105,10 +105,16 @@ fn add(
     if let Some(rejection) = decoded.rejection {
         metrics.rejected_messages.with_label_values(&[rejection.reason.as_str()]).inc();
         let kept = message.payload.len().min(limits.rejected_payload_max_bytes);
+        // A copy when cut, so a huge payload's buffer is not held until commit.
+        let payload = if kept < message.payload.len() {
+            bytes::Bytes::copy_from_slice(&message.payload[..kept])
+        } else {
+            message.payload.clone()
+        };
         work.batch.rejected.push(RejectedMessage {
             received_at: message.received_at,
             topic: message.topic,
-            payload: message.payload.slice(..kept),
+            payload,
             payload_bytes: message.payload.len(),
             reason: rejection.reason,
             detail: rejection.detail,

@@ -24,23 +24,21 @@ use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::Work;
 
-/// Sensors heard since the last `last_seen` update, with their newest time.
+/// Sensors heard since the last `last_seen` update, with when we heard them.
+/// "Seen" is the platform's clock, not the sensor's: a sensor with a wrong
+/// clock, or one uploading a buffer of old readings, has still been heard now.
 #[derive(Debug, Default)]
 pub(crate) struct SeenSensors(Mutex<HashMap<String, DateTime<Utc>>>);
 
 impl SeenSensors {
-    fn record(&self, batch: &Batch) {
-        let mut newest: HashMap<&str, DateTime<Utc>> = HashMap::new();
-        for r in &batch.readings {
-            let ts = newest.entry(&r.sensor_id).or_insert(r.ts);
-            *ts = (*ts).max(r.ts);
-        }
+    fn record(&self, batch: &Batch, heard: DateTime<Utc>) {
         let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for (id, ts) in newest {
-            match seen.get_mut(id) {
-                Some(known) => *known = (*known).max(ts),
+        let ids = batch.readings.iter().map(|r| &r.sensor_id).chain(batch.counters.iter().map(|c| &c.sensor_id));
+        for id in ids {
+            match seen.get_mut(id.as_str()) {
+                Some(at) => *at = heard,
                 None => {
-                    seen.insert(id.to_string(), ts);
+                    seen.insert(id.clone(), heard);
                 }
             }
         }
@@ -117,7 +115,7 @@ impl Writer {
         };
         self.health.set_database_ok(true);
         self.observe(&work, &report, started);
-        self.seen.record(&work.batch);
+        self.seen.record(&work.batch, Utc::now());
         Some(work.acks)
     }
 

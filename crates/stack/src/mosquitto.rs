@@ -33,12 +33,17 @@ pub struct MosquittoOptions {
     /// The port on 127.0.0.1. `None` reuses the port recorded in the data
     /// dir by the previous start if it is free, else picks a free one.
     pub port: Option<u16>,
+    /// Seconds between saves of the persistence file. Each save rewrites the
+    /// whole database on the broker's one thread: 1 (the default) bounds what
+    /// a SIGKILL loses for tests; a large backlog wants more (benchmarks use
+    /// the production sample's 10).
+    pub autosave_interval_s: u32,
 }
 
 impl MosquittoOptions {
     /// Options for `data_dir` with a freely chosen port.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), port: None }
+        Self { data_dir: data_dir.into(), port: None, autosave_interval_s: 1 }
     }
 }
 
@@ -54,6 +59,7 @@ pub struct Mosquitto {
     data_dir: PathBuf,
     port: u16,
     run_as: Option<RunAs>,
+    autosave_interval_s: u32,
     server: Option<Supervised>,
 }
 
@@ -79,7 +85,9 @@ impl Mosquitto {
             .map_err(|e| StackError::io(format!("chmod {}", data_dir.display()), e))?;
         let (port, freely_chosen) =
             choose_port(options.port, &data_dir).map_err(|e| StackError::io("choosing a port", e))?;
-        let mut broker = Self { toolchain: toolchain.clone(), data_dir, port, run_as, server: None };
+        let autosave_interval_s = options.autosave_interval_s.max(1);
+        let mut broker =
+            Self { toolchain: toolchain.clone(), data_dir, port, run_as, autosave_interval_s, server: None };
         broker.launch(freely_chosen)?;
         Ok(broker)
     }
@@ -217,7 +225,7 @@ impl Launch for Mosquitto {
 
     fn launch_once(&mut self) -> Result<(), LaunchError> {
         let conf = self.data_dir.join(CONF_FILE);
-        fs::write(&conf, render_conf(self.port, &self.data_dir))
+        fs::write(&conf, render_conf(self.port, &self.data_dir, self.autosave_interval_s))
             .map_err(|e| StackError::io(format!("writing {}", conf.display()), e))?;
         let log = self.log_path();
         let log_offset = file_len(&log);
@@ -265,7 +273,7 @@ impl Drop for Mosquitto {
 
 /// The broker configuration. Comments explain every setting that differs
 /// from Mosquitto's defaults (quotes are from mosquitto.conf(5), 2.0).
-fn render_conf(port: u16, dir: &Path) -> String {
+fn render_conf(port: u16, dir: &Path, autosave_interval_s: u32) -> String {
     let dir = dir.display();
     format!(
         "\
@@ -282,9 +290,9 @@ allow_anonymous true
 persistence true
 # mosquitto appends the file name to this verbatim: the trailing slash matters.
 persistence_location {dir}/
-# Save every second instead of every 30 minutes, so a crash (SIGKILL) loses at
-# most about two seconds of messages; a clean stop (SIGTERM) always saves all.
-autosave_interval 1
+# Save every few seconds instead of every 30 minutes, so a crash (SIGKILL) loses
+# at most about twice this of messages; a clean stop (SIGTERM) always saves all.
+autosave_interval {autosave_interval_s}
 
 # Never drop QoS 1/2 messages queued for a slow or disconnected persistent
 # session. The default of 1000 per client \"silently dropped\" the rest.
@@ -322,7 +330,7 @@ mod tests {
 
     #[test]
     fn conf_never_drops_queued_messages_and_persists_with_a_slash() {
-        let conf = render_conf(18830, Path::new("/data/mqtt"));
+        let conf = render_conf(18830, Path::new("/data/mqtt"), 1);
         for line in [
             "listener 18830 127.0.0.1",
             "persistence_location /data/mqtt/",

@@ -109,8 +109,15 @@ pub async fn import(client: &mut Client, records: &[SensorRecord]) -> Result<Imp
     Ok(report)
 }
 
-/// Moves `first_seen`/`last_seen` forward; informational, so it is written in
-/// bulk every few seconds rather than in every batch's transaction.
+/// How far `last_seen` must move before its row is rewritten: rewriting every
+/// sensor's row every few seconds would cost the database more than the
+/// readings do (200,000 streetlights), and a minute is precise enough to tell
+/// a silent sensor.
+const LAST_SEEN_PRECISION: &str = "1 minute";
+
+/// Records when sensors were heard (`first_seen` once, `last_seen` to a
+/// minute's precision); informational, so written in bulk every few seconds
+/// rather than in every batch's transaction.
 pub async fn touch(client: &Client, seen: &[(String, DateTime<Utc>)]) -> Result<u64, StoreError> {
     if seen.is_empty() {
         return Ok(0);
@@ -119,10 +126,11 @@ pub async fn touch(client: &Client, seen: &[(String, DateTime<Utc>)]) -> Result<
     let ts: Vec<DateTime<Utc>> = seen.iter().map(|(_, ts)| *ts).collect();
     Ok(client
         .execute(
-            "UPDATE sensors s SET last_seen = greatest(s.last_seen, v.ts), first_seen = least(s.first_seen, v.ts)
+            "UPDATE sensors s SET last_seen = greatest(s.last_seen, v.ts), first_seen = coalesce(s.first_seen, v.ts)
                FROM unnest($1::text[], $2::timestamptz[]) AS v(id, ts)
-              WHERE s.id = v.id AND (s.last_seen IS NULL OR s.last_seen < v.ts OR s.first_seen > v.ts)",
-            &[&ids, &ts],
+              WHERE s.id = v.id
+                AND (s.last_seen IS NULL OR s.last_seen < v.ts - $3::text::interval OR s.first_seen IS NULL)",
+            &[&ids, &ts, &LAST_SEEN_PRECISION],
         )
         .await?)
 }

@@ -49,17 +49,45 @@ pub struct DecodeContext<'a> {
 /// A message's records: each decoded, or the reason it could not be.
 pub type Records = Vec<Result<RawRecord, DomainError>>;
 
+/// A decoded scalar, before it is checked against the field it feeds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scalar<'a> {
+    Null,
+    Number(f64),
+    Bool(bool),
+    Text(&'a str),
+    /// Anything else (an array, an object), described for the error.
+    Other(&'static str),
+}
+
 /// Reads a JSON value as `field`, converting a number from `unit` (the field's
 /// canonical unit when `None`).
 pub(crate) fn field_value(field: Field, value: &Value, unit: Option<Unit>) -> Result<FieldValue, DomainError> {
-    let wrong =
-        |expected: &str| DomainError::invalid(field.name(), format!("expected {expected}, got {}", json_type(value)));
-    if value.is_null() {
-        return Ok(FieldValue::Null);
-    }
-    match field.field_type() {
-        FieldType::Float | FieldType::Int => {
-            let n = value.as_f64().ok_or_else(|| wrong("a number"))?;
+    let scalar = match value {
+        Value::Null => Scalar::Null,
+        Value::Bool(b) => Scalar::Bool(*b),
+        Value::Number(n) => n.as_f64().map_or(Scalar::Other("a number out of range"), Scalar::Number),
+        Value::String(s) => Scalar::Text(s),
+        other => Scalar::Other(json_type(other)),
+    };
+    field_scalar(field, scalar, unit)
+}
+
+/// Checks a scalar against `field`'s type and converts it to the canonical unit.
+pub(crate) fn field_scalar(field: Field, value: Scalar<'_>, unit: Option<Unit>) -> Result<FieldValue, DomainError> {
+    let wrong = |expected: &str| {
+        let got = match value {
+            Scalar::Null => "null",
+            Scalar::Number(_) => "a number",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Text(_) => "a string",
+            Scalar::Other(what) => what,
+        };
+        DomainError::invalid(field.name(), format!("expected {expected}, got {got}"))
+    };
+    match (field.field_type(), value) {
+        (_, Scalar::Null) => Ok(FieldValue::Null),
+        (FieldType::Float | FieldType::Int, Scalar::Number(n)) => {
             let n = convert(field, n, unit)?;
             if !n.is_finite() {
                 return Err(DomainError::invalid(field.name(), "not a finite number"));
@@ -69,10 +97,11 @@ pub(crate) fn field_value(field: Field, value: &Value, unit: Option<Unit>) -> Re
             }
             Ok(FieldValue::Number(n))
         }
-        FieldType::Bool => value.as_bool().map(FieldValue::Bool).ok_or_else(|| wrong("true or false")),
-        FieldType::Text => {
-            value.as_str().map(|s| FieldValue::Text(s.chars().take(200).collect())).ok_or_else(|| wrong("a string"))
-        }
+        (FieldType::Float | FieldType::Int, _) => Err(wrong("a number")),
+        (FieldType::Bool, Scalar::Bool(b)) => Ok(FieldValue::Bool(b)),
+        (FieldType::Bool, _) => Err(wrong("true or false")),
+        (FieldType::Text, Scalar::Text(s)) => Ok(FieldValue::Text(s.chars().take(200).collect())),
+        (FieldType::Text, _) => Err(wrong("a string")),
     }
 }
 

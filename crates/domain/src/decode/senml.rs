@@ -8,13 +8,20 @@
 //! (`level`, `pm2_5`, `temp`...), converted from the record's unit. A sum
 //! (`s`) on a rain field is a cumulative counter. Records of one sensor at one
 //! time become one reading; a pack may carry many sensors and times.
+//!
+//! Packs are the bulk path, so records are read into a typed struct that
+//! borrows from the payload; a record that does not fit it (a wrong type) is
+//! read again generically to say exactly what is wrong with it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{field_value, DecodeContext, RawRecord, Records};
+use super::{field_scalar, DecodeContext, RawRecord, Records, Scalar};
 use crate::kind::{Field, FieldValue};
 use crate::registry::validate_sensor_id;
 use crate::time;
@@ -26,117 +33,240 @@ const SUPPORTED_VERSION: f64 = 10.0;
 /// RFC 8428 section 4.5.3: times below 2^28 seconds are relative to now.
 const RELATIVE_TIME_LIMIT: f64 = 268_435_456.0;
 
+/// One record's fields, from either reading of it.
+#[derive(Debug, Default, Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    bn: Option<Cow<'a, str>>,
+    bt: Option<f64>,
+    #[serde(borrow)]
+    bu: Option<Cow<'a, str>>,
+    bv: Option<f64>,
+    bs: Option<f64>,
+    bver: Option<f64>,
+    #[serde(borrow)]
+    n: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    u: Option<Cow<'a, str>>,
+    v: Option<f64>,
+    #[serde(borrow)]
+    vs: Option<Cow<'a, str>>,
+    vb: Option<bool>,
+    vd: Option<serde::de::IgnoredAny>,
+    s: Option<f64>,
+    t: Option<f64>,
+}
+
+impl<'a> Fields<'a> {
+    /// The generic reading: names the field whose type is wrong.
+    fn from_object(record: &'a Map<String, Value>) -> Result<Fields<'a>, DomainError> {
+        let text = |key: &str| -> Result<Option<Cow<'a, str>>, DomainError> {
+            match record.get(key) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(Cow::Borrowed(s.as_str()))),
+                Some(_) => Err(DomainError::invalid(key, "expected a string")),
+            }
+        };
+        let number = |key: &str| -> Result<Option<f64>, DomainError> {
+            match record.get(key) {
+                None => Ok(None),
+                Some(v) => v.as_f64().map(Some).ok_or_else(|| DomainError::invalid(key, "expected a number")),
+            }
+        };
+        let vb = match record.get("vb") {
+            None => None,
+            Some(v) => Some(v.as_bool().ok_or_else(|| DomainError::invalid("vb", "expected true or false"))?),
+        };
+        Ok(Fields {
+            bn: text("bn")?,
+            bt: number("bt")?,
+            bu: text("bu")?,
+            bv: number("bv")?,
+            bs: number("bs")?,
+            bver: number("bver")?,
+            n: text("n")?,
+            u: text("u")?,
+            v: number("v")?,
+            vs: text("vs")?,
+            vb,
+            vd: record.get("vd").map(|_| serde::de::IgnoredAny),
+            s: number("s")?,
+            t: number("t")?,
+        })
+    }
+}
+
+/// Base values in force; owned, as they outlive the record that set them.
 #[derive(Default)]
-struct Base<'a> {
-    name: &'a str,
+struct Base {
+    name: String,
     time: f64,
-    unit: Option<&'a str>,
+    unit: Option<String>,
     value: f64,
     sum: f64,
 }
 
-pub fn decode(doc: &Value, ctx: &DecodeContext<'_>) -> Result<Records, DomainError> {
-    let pack = match doc {
-        Value::Array(pack) if pack.is_empty() => return Err(DomainError::NoReadings),
-        Value::Array(pack) => pack,
-        _ => return Err(DomainError::MalformedPayload("a SenML pack is a JSON array of records".into())),
-    };
-    // Fields that end in `_` must be understood, or the whole pack rejected.
-    for record in pack.iter().filter_map(Value::as_object) {
-        if let Some(key) = record.keys().find(|k| k.ends_with('_')) {
-            return Err(DomainError::UnknownField {
-                field: key.chars().take(64).collect(),
-                context: "SenML (must-understand)".into(),
-            });
+pub fn decode(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Records, DomainError> {
+    let pack: Vec<&RawValue> = serde_json::from_slice(payload).map_err(|e| {
+        if e.is_data() {
+            DomainError::MalformedPayload("a SenML pack is a JSON array of records".into())
+        } else {
+            DomainError::MalformedPayload(e.to_string())
         }
+    })?;
+    if pack.is_empty() {
+        return Err(DomainError::NoReadings);
+    }
+    // Fields that end in `_` must be understood, or the whole pack rejected.
+    // Only a payload with `_"` in it can have one, so most packs skip this.
+    if payload.windows(2).any(|w| w == b"_\"") {
+        must_understand(&pack)?;
     }
     let mut base = Base::default();
-    let mut out: Records = Vec::new();
-    let mut index: HashMap<(String, DateTime<Utc>), usize> = HashMap::new();
-    for record in pack {
-        let Some(record) = record.as_object() else {
-            out.push(Err(DomainError::MalformedPayload("SenML records must be JSON objects".into())));
-            continue;
-        };
-        if let Err(e) = update_base(&mut base, record) {
-            out.push(Err(e));
-            continue;
-        }
-        match entry(&base, record, ctx) {
-            Ok((sensor_id, field, ts, value)) => {
-                let key = (sensor_id, ts);
-                match index.get(&key).and_then(|&i| out[i].as_mut().ok()) {
-                    Some(existing) if existing.kind == field.kind() => existing.fields.push((field, value)),
-                    Some(existing) => {
-                        let problem = format!("sensor `{}` also sends {} fields in this pack", key.0, existing.kind);
-                        out.push(Err(DomainError::invalid(field.name(), problem)));
+    let mut out: Records = Vec::with_capacity(pack.len());
+    // Readings by time; records of several sensors at one time are chained.
+    let mut by_time: HashMap<DateTime<Utc>, usize> = HashMap::with_capacity(pack.len());
+    let mut same_time: Vec<Option<usize>> = Vec::with_capacity(pack.len());
+    for raw in pack {
+        let generic: Value;
+        let fields = match serde_json::from_str::<Fields<'_>>(raw.get()) {
+            Ok(fields) => fields,
+            Err(_) => {
+                generic = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+                match generic.as_object().map(Fields::from_object) {
+                    Some(Ok(fields)) => fields,
+                    Some(Err(e)) => {
+                        push_error(&mut out, &mut same_time, e);
+                        continue;
                     }
                     None => {
-                        index.insert(key.clone(), out.len());
-                        out.push(Ok(RawRecord {
-                            sensor_id: key.0,
-                            kind: field.kind(),
-                            ts: Some(ts),
-                            fields: vec![(field, value)],
-                            device: None,
-                        }));
+                        let e = DomainError::MalformedPayload("SenML records must be JSON objects".into());
+                        push_error(&mut out, &mut same_time, e);
+                        continue;
                     }
                 }
             }
-            Err(e) => out.push(Err(e)),
+        };
+        if let Err(e) = update_base(&mut base, &fields) {
+            push_error(&mut out, &mut same_time, e);
+            continue;
+        }
+        let (sensor_id, field, ts, value) = match entry(&base, &fields, ctx) {
+            Ok(entry) => entry,
+            Err(e) => {
+                push_error(&mut out, &mut same_time, e);
+                continue;
+            }
+        };
+        let mut slot = by_time.get(&ts).copied();
+        let mut existing = None;
+        while let Some(i) = slot {
+            if matches!(&out[i], Ok(r) if r.sensor_id == sensor_id) {
+                existing = Some(i);
+                break;
+            }
+            slot = same_time[i];
+        }
+        match existing.and_then(|i| out[i].as_mut().ok()) {
+            Some(record) if record.kind == field.kind() => record.fields.push((field, value)),
+            Some(record) => {
+                let problem = format!("sensor `{sensor_id}` also sends {} fields in this pack", record.kind);
+                push_error(&mut out, &mut same_time, DomainError::invalid(field.name(), problem));
+            }
+            None => {
+                same_time.push(by_time.insert(ts, out.len()));
+                out.push(Ok(RawRecord {
+                    sensor_id: sensor_id.into_owned(),
+                    kind: field.kind(),
+                    ts: Some(ts),
+                    fields: vec![(field, value)],
+                    device: None,
+                }));
+            }
         }
     }
     Ok(out)
 }
 
-fn update_base<'a>(base: &mut Base<'a>, record: &'a Map<String, Value>) -> Result<(), DomainError> {
-    if let Some(v) = record.get("bver") {
-        match v.as_f64() {
-            Some(version) if (1.0..=SUPPORTED_VERSION).contains(&version) => {}
-            _ => return Err(DomainError::invalid("bver", format!("SenML version {v} is not supported"))),
+fn push_error(out: &mut Records, same_time: &mut Vec<Option<usize>>, error: DomainError) {
+    out.push(Err(error));
+    same_time.push(None);
+}
+
+fn must_understand(pack: &[&RawValue]) -> Result<(), DomainError> {
+    for raw in pack {
+        if let Ok(Value::Object(record)) = serde_json::from_str::<Value>(raw.get()) {
+            if let Some(key) = record.keys().find(|k| k.ends_with('_')) {
+                return Err(DomainError::UnknownField {
+                    field: key.chars().take(64).collect(),
+                    context: "SenML (must-understand)".into(),
+                });
+            }
         }
-    }
-    if let Some(v) = record.get("bn") {
-        base.name = v.as_str().ok_or_else(|| DomainError::invalid("bn", "expected a string"))?;
-    }
-    if let Some(v) = record.get("bt") {
-        base.time = number(v, "bt")?;
-    }
-    if let Some(v) = record.get("bu") {
-        base.unit = Some(v.as_str().ok_or_else(|| DomainError::invalid("bu", "expected a string"))?);
-    }
-    if let Some(v) = record.get("bv") {
-        base.value = number(v, "bv")?;
-    }
-    if let Some(v) = record.get("bs") {
-        base.sum = number(v, "bs")?;
     }
     Ok(())
 }
 
-fn entry(
-    base: &Base<'_>,
-    record: &Map<String, Value>,
-    ctx: &DecodeContext<'_>,
-) -> Result<(String, Field, DateTime<Utc>, FieldValue), DomainError> {
-    let n = match record.get("n") {
-        Some(v) => v.as_str().ok_or_else(|| DomainError::invalid("n", "expected a string"))?,
-        None => "",
-    };
-    let name = format!("{}{n}", base.name);
-    let (sensor_id, field_name) =
-        name.rsplit_once('/').or_else(|| name.rsplit_once(':')).filter(|(_, f)| !f.is_empty()).ok_or_else(|| {
-            DomainError::invalid("n", format!("name `{}` is not `<sensor_id>/<field>`", truncate(&name)))
-        })?;
-    validate_sensor_id(sensor_id)?;
-    let mut field = Field::from_name_or_alias(field_name)
-        .ok_or_else(|| DomainError::UnknownField { field: truncate(field_name), context: "SenML records".into() })?;
+fn update_base(base: &mut Base, record: &Fields<'_>) -> Result<(), DomainError> {
+    if let Some(version) = record.bver {
+        if !(1.0..=SUPPORTED_VERSION).contains(&version) {
+            return Err(DomainError::invalid("bver", format!("SenML version {version} is not supported")));
+        }
+    }
+    if let Some(name) = &record.bn {
+        base.name.clear();
+        base.name.push_str(name);
+    }
+    if let Some(time) = record.bt {
+        base.time = time;
+    }
+    if let Some(unit) = &record.bu {
+        base.unit = Some(unit.to_string());
+    }
+    if let Some(value) = record.bv {
+        base.value = value;
+    }
+    if let Some(sum) = record.bs {
+        base.sum = sum;
+    }
+    Ok(())
+}
 
-    let t = match record.get("t") {
-        Some(v) => number(v, "t")?,
-        None => 0.0,
+/// Splits `base + n` at its last `/` (or, without one, its last `:`) into
+/// sensor id and field name, borrowing whatever does not straddle the two.
+fn split_name<'a>(base: &'a str, n: &'a str) -> Option<(Cow<'a, str>, Cow<'a, str>)> {
+    let find = |sep: char| n.rfind(sep).map(|i| base.len() + i).or_else(|| base.rfind(sep));
+    let at = find('/').or_else(|| find(':'))?;
+    let sensor = if at <= base.len() {
+        Cow::Borrowed(&base[..at])
+    } else {
+        Cow::Owned(format!("{base}{}", &n[..at - base.len()]))
     };
-    let time = base.time + t;
+    let field = if at >= base.len() {
+        Cow::Borrowed(&n[at - base.len() + 1..])
+    } else {
+        Cow::Owned(format!("{}{n}", &base[at + 1..]))
+    };
+    Some((sensor, field))
+}
+
+fn entry<'a>(
+    base: &'a Base,
+    record: &'a Fields<'_>,
+    ctx: &DecodeContext<'_>,
+) -> Result<(Cow<'a, str>, Field, DateTime<Utc>, FieldValue), DomainError> {
+    let n = record.n.as_deref().unwrap_or("");
+    let (sensor_id, field_name) = split_name(&base.name, n).filter(|(_, f)| !f.is_empty()).ok_or_else(|| {
+        DomainError::invalid(
+            "n",
+            format!("name `{}` is not `<sensor_id>/<field>`", truncate(&format!("{}{n}", base.name))),
+        )
+    })?;
+    validate_sensor_id(&sensor_id)?;
+    let mut field = Field::from_name_or_alias(&field_name)
+        .ok_or_else(|| DomainError::UnknownField { field: truncate(&field_name), context: "SenML records".into() })?;
+
+    let time = base.time + record.t.unwrap_or(0.0);
     let ts = if time < RELATIVE_TIME_LIMIT {
         let micros = (time * 1e6).round();
         ctx.received_at + Duration::microseconds(micros as i64)
@@ -144,37 +274,29 @@ fn entry(
         time::from_epoch(time)?
     };
 
-    let unit = match record.get("u") {
-        Some(v) => Some(v.as_str().ok_or_else(|| DomainError::invalid("u", "expected a string"))?),
-        None => base.unit,
-    };
-    let unit = unit.filter(|u| !u.is_empty()).map(Unit::parse).transpose()?;
+    let unit = record.u.as_deref().or(base.unit.as_deref()).filter(|u| !u.is_empty()).map(Unit::parse).transpose()?;
 
-    let value = if let Some(v) = record.get("v") {
-        Value::from(base.value + number(v, "v")?)
-    } else if let Some(s) = record.get("s") {
+    let scalar = if let Some(v) = record.v {
+        Scalar::Number(base.value + v)
+    } else if let Some(s) = record.s {
         // A sum is a running total: for rain, the gauge's cumulative counter.
         if field == Field::RainMm {
             field = Field::RainCounterMm;
         } else if field != Field::RainCounterMm && field != Field::EnergyKwh {
             return Err(DomainError::invalid(field.name(), "a SenML sum (`s`) is only understood for rain and energy"));
         }
-        Value::from(base.sum + number(s, "s")?)
-    } else if let Some(vb) = record.get("vb") {
-        vb.clone()
-    } else if let Some(vs) = record.get("vs") {
-        vs.clone()
-    } else if record.contains_key("vd") {
+        Scalar::Number(base.sum + s)
+    } else if let Some(vb) = record.vb {
+        Scalar::Bool(vb)
+    } else if let Some(vs) = &record.vs {
+        Scalar::Text(vs)
+    } else if record.vd.is_some() {
         return Err(DomainError::invalid(field.name(), "SenML data values (`vd`) are not readings"));
     } else {
         return Err(DomainError::invalid(field.name(), "SenML record has no value"));
     };
-    let value = field_value(field, &value, unit)?;
-    Ok((sensor_id.to_string(), field, ts, value))
-}
-
-fn number(v: &Value, key: &str) -> Result<f64, DomainError> {
-    v.as_f64().ok_or_else(|| DomainError::invalid(key, "expected a number"))
+    let value = field_scalar(field, scalar, unit)?;
+    Ok((sensor_id, field, ts, value))
 }
 
 fn truncate(s: &str) -> String {
@@ -194,7 +316,25 @@ mod tests {
         let profiles = DeviceProfiles::default();
         let received_at = "2026-11-22T00:00:00Z".parse().unwrap();
         let ctx = DecodeContext { registry: &registry, profiles: &profiles, tz: chrono_tz::Asia::Taipei, received_at };
-        decode(&doc, &ctx)
+        decode(doc.to_string().as_bytes(), &ctx)
+    }
+
+    #[test]
+    fn names_split_like_the_concatenation() {
+        let cases = [
+            ("kh-aq-0007/", "pm2_5", "kh-aq-0007", "pm2_5"),
+            ("", "kh-aq-0007/pm2_5", "kh-aq-0007", "pm2_5"),
+            ("kh-aq-0007/pm", "2_5", "kh-aq-0007", "pm2_5"),
+            ("kh", "-aq-0007/pm2_5", "kh-aq-0007", "pm2_5"),
+            ("urn:dev:ow:10e2:", "temp", "urn:dev:ow:10e2", "temp"),
+            ("kh-wl-0001/", "a:b", "kh-wl-0001", "a:b"),
+            ("kh-wl-0001/level", "", "kh-wl-0001", "level"),
+        ];
+        for (base, n, sensor, field) in cases {
+            let (s, f) = split_name(base, n).unwrap();
+            assert_eq!((s.as_ref(), f.as_ref()), (sensor, field), "{base} + {n}");
+        }
+        assert!(split_name("nosep", "either").is_none());
     }
 
     fn ok(records: Records) -> Vec<RawRecord> {
