@@ -28,9 +28,14 @@ pub struct DevArgs {
     /// What the simulated city goes through.
     #[arg(long, env = "CITYGAUGE_DEV_SCENARIO", value_enum, default_value_t = Scenario::Calm)]
     pub scenario: Scenario,
-    /// Simulated seconds per real second.
+    /// Simulated seconds per real second while replaying the past hours; the
+    /// city then goes on in real time.
     #[arg(long, env = "CITYGAUGE_DEV_SPEED", default_value_t = 60.0)]
     pub speed: f64,
+    /// Hours of the city's recent past to replay at `--speed` on start (each
+    /// start replays them again; stored readings are not duplicated).
+    #[arg(long, env = "CITYGAUGE_DEV_REPLAY_HOURS", default_value_t = 6.0)]
+    pub replay_hours: f64,
     /// Start only the stack and the daemon, no simulator.
     #[arg(long, env = "CITYGAUGE_DEV_NO_SIMULATOR")]
     pub no_simulator: bool,
@@ -68,6 +73,14 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let store = crate::commands::store(&database)?;
     let report = store.migrate().await.context("migrating the database")?;
     let imported = crate::commands::import(&store, &args.registry).await?;
+    // A restart resumes where the stored data ends rather than replaying
+    // hours already stored.
+    let newest: Option<chrono::DateTime<chrono::Utc>> = store
+        .client()
+        .await?
+        .query_one("SELECT greatest((SELECT max(ts) FROM rainfall WHERE ts <= now()), (SELECT max(ts) FROM water_level WHERE ts <= now()))", &[])
+        .await?
+        .get(0);
     drop(store);
 
     let listener = tokio::net::TcpListener::bind(ingest.http_listen)
@@ -89,7 +102,12 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         postgres.connection_string("citygauge"),
     );
 
-    // The simulator stops first, then the daemon flushes, then the stack.
+    // The daemon first: the simulator starts once it is subscribed, or the
+    // broker would drop what the city sends before then.
+    let daemon_stop = CancellationToken::new();
+    let daemon = tokio::spawn(citygauge_ingest::run(ingest, listener, daemon_stop.clone()));
+    citygauge_ingest::wait_until_ready(http, std::time::Duration::from_secs(60)).await?;
+    // On stop, the simulator goes first, then the daemon flushes, then the stack.
     let simulator_stop = CancellationToken::new();
     let simulator = if args.no_simulator {
         None
@@ -99,11 +117,13 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         defaults.city.registry = args.registry.clone();
         defaults.city.scenario = args.scenario;
         defaults.city.speed = args.speed;
+        let replay = chrono::Duration::seconds((args.replay_hours.max(0.0) * 3600.0) as i64);
+        let start = (chrono::Utc::now() - replay).max(newest.unwrap_or_default());
+        defaults.city.start = Some(start.fixed_offset());
+        info!(from = %start, "dev: the simulated city starts here, then runs in real time");
         let stop = simulator_stop.clone();
         Some(tokio::spawn(async move { citygauge_sim::run_city(defaults.city, stop).await }))
     };
-    let daemon_stop = CancellationToken::new();
-    let daemon = tokio::spawn(citygauge_ingest::run(ingest, listener, daemon_stop.clone()));
 
     shutdown.cancelled().await;
     info!("dev: stopping the simulator");

@@ -68,6 +68,33 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     (status, Json(Readiness { ready, schema, database, broker }))
 }
 
+/// Waits until the daemon serving `addr` reports ready (migrated, connected,
+/// subscribed): until then the broker would not queue the city's messages
+/// for it. For callers that start publishers right after the daemon.
+pub async fn wait_until_ready(
+    addr: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> Result<(), crate::IngestError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
+            let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let mut response = String::new();
+            if stream.write_all(request.as_bytes()).await.is_ok()
+                && stream.read_to_string(&mut response).await.is_ok()
+                && response.starts_with("HTTP/1.1 200")
+            {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(crate::IngestError::Config(format!("the daemon at {addr} was not ready within {timeout:?}")));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,4 +25,5 @@ mod writer;
 
 pub use config::IngestConfig;
 pub use error::IngestError;
+pub use http::wait_until_ready;
 pub use run::run;

@@ -133,10 +133,7 @@ impl Drop for BinaryDaemon {
 
 /// Waits until the daemon at `http` reports ready (migrated, subscribed).
 pub async fn wait_ready(http: SocketAddr) -> anyhow::Result<()> {
-    crate::eventually("the daemon to be ready", std::time::Duration::from_secs(60), || async {
-        Ok(http_get(http, "/readyz").await.ok().filter(|(status, _)| *status == 200).map(|_| ()))
-    })
-    .await
+    Ok(citygauge_ingest::wait_until_ready(http, std::time::Duration::from_secs(60)).await?)
 }
 
 /// A minimal HTTP/1.1 GET over a plain socket: status and body.

@@ -108,6 +108,13 @@ pub struct CityConfig {
     /// Print "topic<TAB>payload" lines to stdout instead of publishing.
     #[arg(long, env = "CITYGAUGE_SIM_DRY_RUN")]
     pub dry_run: bool,
+
+    /// Let simulated time run ahead of the wall clock. By default it never
+    /// does: a faster-than-real-time replay from a past `--start` catches up
+    /// with now and then goes on in real time, so sensors never report from
+    /// the future (which the platform flags `future_ts`).
+    #[arg(long, env = "CITYGAUGE_SIM_ALLOW_FUTURE")]
+    pub allow_future: bool,
 }
 
 impl Default for CityConfig {
@@ -123,6 +130,7 @@ impl Default for CityConfig {
             seed: 20_261_122,
             qos: 1,
             client_id: "citygauge-sim-city".into(),
+            allow_future: false,
             dry_run: false,
         }
     }
@@ -202,6 +210,11 @@ pub async fn run_city(config: CityConfig, shutdown: CancellationToken) -> Result
     'run: loop {
         let elapsed_ms = wall_start.elapsed().as_secs_f64() * 1000.0 * config.speed;
         let mut sim_now = start_ms + elapsed_ms as i64;
+        let wall_ms = Utc::now().timestamp_millis().max(start_ms);
+        let caught_up = !config.allow_future && sim_now >= wall_ms;
+        if caught_up {
+            sim_now = wall_ms;
+        }
         if let Some(end) = end_ms {
             sim_now = sim_now.min(end);
         }
@@ -234,7 +247,8 @@ pub async fn run_city(config: CityConfig, shutdown: CancellationToken) -> Result
         // Sleep until the next event is due in wall time (at most 200 ms, so
         // deadlines and shutdown stay responsive).
         let wait_sim_ms = city.next_event_ms().map_or(1000, |t| (t - sim_now).max(0)) as f64;
-        let wait = Duration::from_secs_f64((wait_sim_ms / config.speed / 1000.0).clamp(0.002, 0.2));
+        let pace = if caught_up { 1.0 } else { config.speed };
+        let wait = Duration::from_secs_f64((wait_sim_ms / pace / 1000.0).clamp(0.002, 0.2));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => break,
