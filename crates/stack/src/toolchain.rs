@@ -83,6 +83,13 @@ impl Toolchain {
         self.pg_bin_dir.join(name)
     }
 
+    /// Whether the TimescaleDB extension is installed for this PostgreSQL
+    /// (its loader library in the server's package library directory, which
+    /// is `lib` beside `bin` in Debian's layout).
+    pub fn has_timescaledb(&self) -> bool {
+        self.pg_bin_dir.parent().is_some_and(|root| root.join("lib").join("timescaledb.so").exists())
+    }
+
     /// The mosquitto broker executable.
     pub fn mosquitto(&self) -> &Path {
         &self.mosquitto

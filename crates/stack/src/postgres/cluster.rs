@@ -90,14 +90,21 @@ impl Postgres {
     /// Writes our settings (with the current port) to CONF_FILE.
     pub(super) fn write_conf(&self) -> Result<()> {
         let path = self.data_dir.join(CONF_FILE);
-        fs::write(&path, render_conf(self.port))
+        let timescaledb = self.toolchain.has_timescaledb();
+        if timescaledb {
+            tracing::info!("TimescaleDB is installed: preloading it");
+        }
+        fs::write(&path, render_conf(self.port, timescaledb))
             .map_err(|e| StackError::io(format!("writing {}", path.display()), e))?;
         self.chown_if_root(&path)
     }
 }
 
 /// The settings file included from postgresql.conf.
-fn render_conf(port: u16) -> String {
+fn render_conf(port: u16, timescaledb: bool) -> String {
+    // citygauge uses TimescaleDB when it is installed and preloaded; Debian
+    // has no package for it, so this is off unless someone installed it.
+    let preload = if timescaledb { "shared_preload_libraries = 'timescaledb'\ntimescaledb.telemetry_level = off\n" } else { "" };
     format!(
         "\
 # Written by citygauge-stack on every start: edits here are overwritten.
@@ -120,7 +127,7 @@ log_destination = 'stderr'
 log_line_prefix = '%m [%p] %q%u@%d '
 # English messages: citygauge-stack looks for 'Address already in use'.
 lc_messages = 'C'
-"
+{preload}"
     )
 }
 
@@ -130,7 +137,9 @@ mod tests {
 
     #[test]
     fn conf_has_our_port_and_only_loopback() {
-        let conf = render_conf(15432);
+        let conf = render_conf(15432, false);
+        assert!(!conf.contains("shared_preload_libraries"));
+        assert!(render_conf(15432, true).contains("shared_preload_libraries = 'timescaledb'\n"));
         assert!(conf.contains("port = 15432\n"));
         assert!(conf.contains("listen_addresses = '127.0.0.1'\n"));
         assert!(conf.contains("unix_socket_directories = ''\n"));
