@@ -66,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
     // 1. The raw limit, with the rows the pack run will store.
     let rows = args.packs * args.pack_size as u64;
     let raw = raw::copy_limit(&bench, args.sensors, rows).await?;
+    println!("time-series backend: {}", bench.backend().await?);
     println!(
         "raw binary COPY: {rows} rows in {:.2} s = {:.0} rows/s",
         raw.as_secs_f64(),

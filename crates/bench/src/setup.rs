@@ -56,6 +56,12 @@ impl Bench {
         Ok(url)
     }
 
+    /// The backend new databases get here (`timescaledb` when installed).
+    pub async fn backend(&self) -> anyhow::Result<String> {
+        let client = connect(&self.postgres.connection_string("raw")).await?;
+        Ok(client.query_one("SELECT value FROM platform_settings WHERE key = 'timeseries_backend'", &[]).await?.get(0))
+    }
+
     pub fn daemon(&self, url: &str, client_id: &str, extra: &[String]) -> anyhow::Result<Daemon> {
         let binary = sibling_binary("citygauge")?;
         let http = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;

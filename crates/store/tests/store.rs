@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use citygauge_domain::registry::file;
 use citygauge_domain::{CounterReading, Kind, NewSensor, Quality, Reading, RejectReason, Values};
-use citygauge_store::{partitions, Batch, Store, StoreConfig, StoreError};
+use citygauge_store::{partitions, Backend, Batch, Store, StoreConfig, StoreError};
 use citygauge_testkit::database;
 
 fn level(sensor: &str, ts: DateTime<Utc>, level_m: f64) -> Reading {
@@ -65,10 +65,41 @@ async fn duplicates_of_stored_rows_are_skipped_not_failed() -> anyhow::Result<()
     Ok(())
 }
 
+/// Native partitioning or TimescaleDB, whichever this machine's PostgreSQL
+/// has: the same writes, each backend's own promises checked.
 #[tokio::test]
-async fn day_partitions_are_made_on_demand_and_take_over_stray_rows() -> anyhow::Result<()> {
+async fn time_partitioning_follows_the_backend() -> anyhow::Result<()> {
     let db = database().await?;
     let store = Store::new(StoreConfig::new(&db.url))?;
+    match store.backend().await? {
+        Backend::Native => native_partitions(&db, &store).await,
+        Backend::TimescaleDb => timescale_hypertables(&db, &store).await,
+    }
+}
+
+async fn timescale_hypertables(db: &citygauge_testkit::TestDatabase, store: &Store) -> anyhow::Result<()> {
+    let (old, backfill) = (Utc::now() - Duration::days(500), Utc::now() - Duration::days(20));
+    let batch = Batch { readings: vec![level("s1", old, 1.0), level("s1", backfill, 1.0)], ..Batch::default() };
+    store.write(&batch).await?;
+    assert_eq!(db.count("SELECT count(*) FROM water_level").await?, 2);
+    assert_eq!(
+        db.count("SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'water_level'").await?,
+        2,
+        "one day chunk per day written"
+    );
+    let job = |proc: &str| {
+        format!("SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_name = 'water_level' AND proc_name = '{proc}'")
+    };
+    assert_eq!(db.count(&job("policy_compression")).await?, 1);
+    assert_eq!(db.count(&job("policy_retention")).await?, 0, "kept forever unless configured");
+    let mut config = StoreConfig::new(&db.url);
+    config.retention.insert(Kind::WaterLevel, Duration::days(30));
+    Store::new(config)?.maintain(Utc::now()).await?;
+    assert_eq!(db.count(&job("policy_retention")).await?, 1);
+    Ok(())
+}
+
+async fn native_partitions(db: &citygauge_testkit::TestDatabase, store: &Store) -> anyhow::Result<()> {
     // Older than the window partitions are made for: lands in the default partition.
     let old = Utc::now() - Duration::days(500);
     store.write(&Batch { readings: vec![level("s1", old, 1.0)], ..Batch::default() }).await?;

@@ -104,7 +104,8 @@ impl Postgres {
 fn render_conf(port: u16, timescaledb: bool) -> String {
     // citygauge uses TimescaleDB when it is installed and preloaded; Debian
     // has no package for it, so this is off unless someone installed it.
-    let preload = if timescaledb { "shared_preload_libraries = 'timescaledb'\ntimescaledb.telemetry_level = off\n" } else { "" };
+    let preload =
+        if timescaledb { "shared_preload_libraries = 'timescaledb'\ntimescaledb.telemetry_level = off\n" } else { "" };
     format!(
         "\
 # Written by citygauge-stack on every start: edits here are overwritten.
