@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use citygauge_ingest::config::DatabaseArgs;
 use citygauge_ingest::IngestConfig;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
@@ -59,21 +60,6 @@ pub enum SensorsCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct DatabaseArgs {
-    /// PostgreSQL connection, libpq `key=value` string or `postgres://` URL.
-    #[arg(
-        long,
-        env = "CITYGAUGE_DATABASE_URL",
-        default_value = "host=127.0.0.1 port=5432 user=postgres dbname=citygauge",
-        hide_env_values = true
-    )]
-    pub database_url: String,
-    /// Time-series backend of a new database.
-    #[arg(long, env = "CITYGAUGE_TIMESERIES_BACKEND", value_enum, default_value = "auto")]
-    pub timeseries_backend: citygauge_ingest::config::BackendChoice,
 }
 
 pub fn init_tracing(filter: &str, format: LogFormat) {

@@ -4,11 +4,12 @@ use std::path::Path;
 
 use anyhow::Context;
 use citygauge_domain::registry::file;
-use citygauge_store::{BackendPreference, Store, StoreConfig};
+use citygauge_ingest::config::DatabaseArgs;
+use citygauge_store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cli::{Command, DatabaseArgs, SensorsCommand};
+use crate::cli::{Command, SensorsCommand};
 
 pub async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()> {
     match command {
@@ -57,13 +58,7 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Resul
 }
 
 pub fn store(database: &DatabaseArgs) -> anyhow::Result<Store> {
-    let mut config = StoreConfig::new(&database.database_url);
-    config.backend = match database.timeseries_backend {
-        citygauge_ingest::config::BackendChoice::Auto => BackendPreference::Auto,
-        citygauge_ingest::config::BackendChoice::Timescaledb => BackendPreference::TimescaleDb,
-        citygauge_ingest::config::BackendChoice::Native => BackendPreference::Native,
-    };
-    Ok(Store::new(config)?)
+    Ok(Store::new(database.store_config())?)
 }
 
 pub async fn import(store: &Store, path: &Path) -> anyhow::Result<citygauge_store::registry::ImportReport> {

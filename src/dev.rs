@@ -15,8 +15,6 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::cli::DatabaseArgs;
-
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
     /// Where the local PostgreSQL cluster and broker keep their data.
@@ -66,11 +64,9 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     .await??;
 
     let mut ingest = args.ingest;
-    ingest.database_url = postgres.connection_string("citygauge");
+    ingest.database.database_url = postgres.connection_string("citygauge");
     ingest.mqtt_url = broker.url();
-    let database =
-        DatabaseArgs { database_url: ingest.database_url.clone(), timeseries_backend: ingest.timeseries_backend };
-    let store = crate::commands::store(&database)?;
+    let store = crate::commands::store(&ingest.database)?;
     let report = store.migrate().await.context("migrating the database")?;
     let imported = crate::commands::import(&store, &args.registry).await?;
     // A restart resumes where the stored data ends rather than replaying

@@ -32,6 +32,35 @@ pub enum BackendChoice {
     Native,
 }
 
+/// Where the database is, and how a new one is set up: every subcommand that
+/// opens the database takes these.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection, libpq `key=value` string or `postgres://` URL.
+    #[arg(
+        long,
+        env = "CITYGAUGE_DATABASE_URL",
+        default_value = "host=127.0.0.1 port=5432 user=postgres dbname=citygauge",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Time-series backend of a new database.
+    #[arg(long, env = "CITYGAUGE_TIMESERIES_BACKEND", value_enum, default_value = "auto")]
+    pub timeseries_backend: BackendChoice,
+}
+
+impl DatabaseArgs {
+    pub fn store_config(&self) -> StoreConfig {
+        let mut store = StoreConfig::new(&self.database_url);
+        store.backend = match self.timeseries_backend {
+            BackendChoice::Auto => BackendPreference::Auto,
+            BackendChoice::Timescaledb => BackendPreference::TimescaleDb,
+            BackendChoice::Native => BackendPreference::Native,
+        };
+        store
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestConfig {
     /// Broker address, `mqtt://host:port`.
@@ -79,17 +108,8 @@ pub struct IngestConfig {
     #[arg(long, env = "CITYGAUGE_MQTT_RECONNECT_MAX_MS", default_value_t = 5_000)]
     pub mqtt_reconnect_max_ms: u64,
 
-    /// PostgreSQL connection, libpq `key=value` string or `postgres://` URL.
-    #[arg(
-        long,
-        env = "CITYGAUGE_DATABASE_URL",
-        default_value = "host=127.0.0.1 port=5432 user=postgres dbname=citygauge",
-        hide_env_values = true
-    )]
-    pub database_url: String,
-    /// Time-series backend of a new database.
-    #[arg(long, env = "CITYGAUGE_TIMESERIES_BACKEND", value_enum, default_value = "auto")]
-    pub timeseries_backend: BackendChoice,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// Batches written concurrently (each on its own connection).
     #[arg(long, env = "CITYGAUGE_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub writers: u16,
@@ -188,14 +208,9 @@ impl IngestConfig {
     }
 
     pub fn store_config(&self) -> StoreConfig {
-        let mut store = StoreConfig::new(&self.database_url);
+        let mut store = self.database.store_config();
         // Writers, plus one for the registry refresh and maintenance.
         store.pool_max_size = usize::from(self.writers) + 2;
-        store.backend = match self.timeseries_backend {
-            BackendChoice::Auto => BackendPreference::Auto,
-            BackendChoice::Timescaledb => BackendPreference::TimescaleDb,
-            BackendChoice::Native => BackendPreference::Native,
-        };
         store.partition_premake_days = self.partition_premake_days;
         store.retention =
             self.retention_days.iter().map(|(kind, days)| (*kind, chrono::Duration::days(i64::from(*days)))).collect();
