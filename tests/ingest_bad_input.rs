@@ -65,6 +65,8 @@ async fn bad_input_is_kept_with_a_reason_and_good_traffic_flows() -> anyhow::Res
         ("city/flood_depth/kh-wl-0001", br#"{"depth_cm": 2}"#.to_vec(), "kind_mismatch"),
         ("city/water_level/kh-wl-0001", oversized.clone().into_bytes(), "oversized"),
         ("city/senml/gw", br#"[{"n": "kh-wl-0001/level", "u": "Cel", "v": 3}]"#.to_vec(), "invalid_unit"),
+        // Once a panic that stopped the pipeline: a relative time 300,000 years back.
+        ("city/senml/gw", br#"[{"n": "kh-wl-0001/level", "v": 1, "t": -1e13}]"#.to_vec(), "invalid_timestamp"),
     ];
     // Good readings interleaved with the bad ones: none may be held up.
     let mut good = 0;

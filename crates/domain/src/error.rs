@@ -61,11 +61,13 @@ pub enum RejectReason {
     CounterOutOfOrder,
     /// The database refused the row itself (a safety net: should not happen).
     StoreRejected,
+    /// The decoder failed on the message (a bug, kept for its report).
+    DecoderFault,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric label values.
-    pub const ALL: [RejectReason; 16] = [
+    pub const ALL: [RejectReason; 17] = [
         Self::Oversized,
         Self::MalformedPayload,
         Self::UnknownTopic,
@@ -82,6 +84,7 @@ impl RejectReason {
         Self::UnknownDeviceProfile,
         Self::CounterOutOfOrder,
         Self::StoreRejected,
+        Self::DecoderFault,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +105,7 @@ impl RejectReason {
             Self::UnknownDeviceProfile => "unknown_device_profile",
             Self::CounterOutOfOrder => "counter_out_of_order",
             Self::StoreRejected => "store_rejected",
+            Self::DecoderFault => "decoder_fault",
         }
     }
 }

@@ -20,6 +20,22 @@ const NAIVE_FORMATS: [&str; 6] = [
     "%Y/%m/%d %H:%M",
 ];
 
+/// The instants a reading may carry: a clock that was never set reads 1970
+/// (kept, flagged `clock_unset`); beyond these bounds a value is not a time a
+/// sensor could mean, and PostgreSQL could not store all of them.
+const EARLIEST_YEAR: i32 = 1900;
+const LATEST_YEAR: i32 = 9999;
+
+/// Refuses instants outside the years a reading can have.
+pub fn in_range(t: DateTime<Utc>) -> Result<DateTime<Utc>, DomainError> {
+    use chrono::Datelike;
+    if (EARLIEST_YEAR..=LATEST_YEAR).contains(&t.year()) {
+        Ok(t)
+    } else {
+        Err(DomainError::InvalidTimestamp(format!("{t} is outside the years {EARLIEST_YEAR} to {LATEST_YEAR}")))
+    }
+}
+
 /// Parses a JSON timestamp: a string (RFC 3339 or local) or an epoch number.
 pub fn parse_json(value: &Value, tz: Tz) -> Result<DateTime<Utc>, DomainError> {
     match value {
@@ -34,6 +50,10 @@ pub fn parse_json(value: &Value, tz: Tz) -> Result<DateTime<Utc>, DomainError> {
 
 /// Parses RFC 3339, or a local date-time without offset in `tz`.
 pub fn parse_str(s: &str, tz: Tz) -> Result<DateTime<Utc>, DomainError> {
+    parse_str_unchecked(s, tz).and_then(in_range)
+}
+
+fn parse_str_unchecked(s: &str, tz: Tz) -> Result<DateTime<Utc>, DomainError> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
@@ -67,7 +87,7 @@ pub fn from_epoch(x: f64) -> Result<DateTime<Utc>, DomainError> {
     if nanos >= i64::MAX as f64 {
         return Err(invalid(&x.to_string()));
     }
-    Ok(DateTime::from_timestamp_nanos(nanos.round() as i64))
+    in_range(DateTime::from_timestamp_nanos(nanos.round() as i64))
 }
 
 fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
@@ -142,7 +162,16 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_time() {
-        for value in [json!("yesterday"), json!(true), json!(-5), json!(null), json!("2026-13-01T00:00:00Z")] {
+        for value in [
+            json!("yesterday"),
+            json!(true),
+            json!(-5),
+            json!(null),
+            json!("2026-13-01T00:00:00Z"),
+            json!("-5000-01-01 00:00"),
+            json!("1899-12-31T23:59:59Z"),
+            json!(1e30),
+        ] {
             assert!(matches!(parse_json(&value, TAIPEI), Err(DomainError::InvalidTimestamp(_))), "{value}");
         }
     }

@@ -5,18 +5,10 @@
 //! acks are released only once every earlier message of the same connection
 //! has committed. Acks of an earlier connection are dropped: the broker
 //! redelivers those messages on the new one, and the (sensor_id, ts) key makes
-//! storing them again a no-op.
+//! storing them again a no-op. The MQTT poll loop (`mqtt.rs`) runs the
+//! sequencer, so acks and reconnects happen in one order.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::sync::mpsc;
-use tracing::warn;
-
-use crate::metrics::Metrics;
-use crate::mqtt::{Client, Connection};
+use std::collections::BTreeMap;
 
 /// Identifies one QoS 1/2 message for its acknowledgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,66 +58,6 @@ impl AckSequencer {
     /// Acks waiting for an earlier message to commit.
     pub fn waiting(&self) -> usize {
         self.committed.len()
-    }
-}
-
-/// Runs until `committed` closes and every releasable ack is queued (or the
-/// broker is gone for longer than `give_up_after`).
-pub(crate) async fn run_acker(
-    mut committed: mpsc::Receiver<Vec<AckToken>>,
-    client: Client,
-    connection: Arc<Connection>,
-    metrics: Metrics,
-    give_up_after: Duration,
-) {
-    let mut sequencer = AckSequencer::default();
-    let mut ready: VecDeque<AckToken> = VecDeque::new();
-    let mut open = true;
-    let mut stuck_since: Option<tokio::time::Instant> = None;
-    loop {
-        // Queue what we can; the rumqttc request queue is sized for a full
-        // receive window, so it is rarely full.
-        while let Some(token) = ready.front() {
-            if token.epoch != connection.epoch.load(Ordering::SeqCst) {
-                ready.pop_front();
-                metrics.unacked_messages.dec();
-                continue;
-            }
-            if client.try_ack(token) {
-                ready.pop_front();
-                metrics.unacked_messages.dec();
-                stuck_since = None;
-            } else {
-                break;
-            }
-        }
-        if !open && ready.is_empty() {
-            break;
-        }
-        if !ready.is_empty() {
-            let since = *stuck_since.get_or_insert_with(tokio::time::Instant::now);
-            if !open && since.elapsed() > give_up_after {
-                warn!(acks = ready.len(), "acker: broker unreachable, leaving acks for redelivery");
-                break;
-            }
-        }
-        let retry = tokio::time::sleep(Duration::from_millis(2));
-        tokio::select! {
-            batch = committed.recv(), if open => match batch {
-                Some(tokens) => {
-                    let epoch = connection.epoch.load(Ordering::SeqCst);
-                    let (released, stale) = sequencer.commit(tokens, epoch);
-                    metrics.unacked_messages.sub(stale as i64);
-                    ready.extend(released);
-                }
-                None => open = false,
-            },
-            _ = retry, if !ready.is_empty() => {}
-        }
-    }
-    if sequencer.waiting() > 0 {
-        // Only possible when a batch was given up at shutdown.
-        metrics.unacked_messages.sub(sequencer.waiting() as i64);
     }
 }
 

@@ -94,8 +94,9 @@ pub struct IngestConfig {
     #[arg(long, env = "CITYGAUGE_MQTT_SESSION_EXPIRY_S", default_value_t = 7 * 24 * 3600)]
     pub mqtt_session_expiry_s: u32,
     /// Unacknowledged QoS 1 messages the broker may send at once (MQTT 5).
-    /// Acks wait for a commit, so this must cover a few batches.
-    #[arg(long, env = "CITYGAUGE_MQTT_RECEIVE_MAXIMUM", default_value_t = 32_768)]
+    /// Acks wait for a commit, so this must cover a few batches; it also
+    /// bounds the daemon's memory (times the message size).
+    #[arg(long, env = "CITYGAUGE_MQTT_RECEIVE_MAXIMUM", default_value_t = 8_192)]
     pub mqtt_receive_maximum: u16,
     /// Largest MQTT packet accepted. Keep it at least the broker's own
     /// `max_packet_size` (4 MiB in deploy/mosquitto.conf): with MQTT 5 the
@@ -119,8 +120,10 @@ pub struct IngestConfig {
     /// ...or when its first message is this old.
     #[arg(long, env = "CITYGAUGE_FLUSH_INTERVAL_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     pub flush_interval_ms: u64,
-    /// Messages queued between the MQTT poll loop and the decoder.
-    #[arg(long, env = "CITYGAUGE_INBOUND_QUEUE_MESSAGES", default_value_t = 2_048, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Messages queued between the MQTT poll loop and the decoder. At least
+    /// `mqtt_receive_maximum`, so the poll loop never waits on it and keeps
+    /// the connection alive (pings, acks) while the database is slow.
+    #[arg(long, env = "CITYGAUGE_INBOUND_QUEUE_MESSAGES", default_value_t = 8_192, value_parser = clap::value_parser!(u32).range(1..))]
     pub inbound_queue_messages: u32,
     /// Larger payloads are rejected (reason `oversized`).
     #[arg(long, env = "CITYGAUGE_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]
@@ -238,6 +241,13 @@ impl IngestConfig {
     pub fn validate(&self) -> Result<(), IngestError> {
         parse_mqtt_url(&self.mqtt_url)?;
         self.normalise_config()?;
+        if self.mqtt_protocol == MqttProtocol::V5 && self.inbound_queue_messages < u32::from(self.mqtt_receive_maximum)
+        {
+            return Err(IngestError::Config(format!(
+                "--inbound-queue-messages ({}) must be at least --mqtt-receive-maximum ({}), or a slow database stalls the MQTT connection",
+                self.inbound_queue_messages, self.mqtt_receive_maximum
+            )));
+        }
         if self.subscriptions().is_empty() {
             return Err(IngestError::Config("--mqtt-topics names no topic filter".into()));
         }

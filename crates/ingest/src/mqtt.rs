@@ -14,9 +14,11 @@ use chrono::{DateTime, Utc};
 use rumqttc::v5;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::acks::AckToken;
+use std::collections::VecDeque;
+
+use crate::acks::{AckSequencer, AckToken};
 use crate::config::{parse_mqtt_url, IngestConfig, MqttProtocol};
 use crate::metrics::Metrics;
 use crate::IngestError;
@@ -202,8 +204,10 @@ impl Session {
     }
 }
 
-/// Shared with the acker: the current connection's epoch. Acks of an older
-/// connection are dropped (the broker redelivers those messages anyway).
+/// The connection's state, shared with `/readyz`. The epoch changes both when
+/// a connection is lost and when a new one is made, so an ack of an earlier
+/// connection can never be sent on a later one (the broker redelivers those
+/// messages there; storing them again is a no-op).
 #[derive(Debug, Default)]
 pub(crate) struct Connection {
     pub epoch: AtomicU64,
@@ -213,106 +217,186 @@ pub(crate) struct Connection {
     pub subscribed: AtomicBool,
 }
 
-/// Polls the broker until `stop_forwarding` fires, then keeps polling (so the
-/// last acks go out) until `acks_flushed` fires, then disconnects.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn poll_loop(
-    mut session: Session,
-    subscriptions: Vec<String>,
-    reconnect_max: Duration,
-    inbound: mpsc::Sender<Inbound>,
-    connection: Arc<Connection>,
-    metrics: Metrics,
-    stop_forwarding: CancellationToken,
-    acks_flushed: CancellationToken,
-) {
-    let mut inbound = Some(inbound);
+/// What the poll loop is handed.
+pub(crate) struct PollLoop {
+    pub session: Session,
+    pub subscriptions: Vec<String>,
+    pub reconnect_max: Duration,
+    pub inbound: mpsc::Sender<Inbound>,
+    /// Ack tokens of committed batches, from the writers.
+    pub committed: mpsc::Receiver<Vec<AckToken>>,
+    pub connection: Arc<Connection>,
+    pub metrics: Metrics,
+    /// Fires at shutdown: stop taking messages; keep acking until the writers
+    /// are done (`committed` closes), then disconnect.
+    pub stop_forwarding: CancellationToken,
+}
+
+/// The MQTT side of the daemon, in one task: it polls the broker, hands
+/// publishes to the pipeline, and acknowledges committed messages in arrival
+/// order. One task, so that acks and reconnects are ordered with each other.
+pub(crate) async fn poll_loop(mut p: PollLoop) {
+    let mut inbound = Some(p.inbound.clone());
+    drop(p.inbound);
+    let mut sequencer = AckSequencer::default();
+    let mut unsent: VecDeque<AckToken> = VecDeque::new();
+    let mut commits_open = true;
     let mut seq: u64 = 0;
     let mut subscribed_once = false;
     let mut pending_subacks = 0usize;
     let mut backoff = Duration::from_millis(100);
+    let mut reconnect_at: Option<tokio::time::Instant> = None;
     loop {
-        if inbound.is_some() && stop_forwarding.is_cancelled() {
-            // Dropping the sender lets the pipeline flush and finish.
-            inbound = None;
-            info!("mqtt: no longer taking messages; flushing");
+        send_acks(&p.session.client, &p.connection, &mut unsent, &p.metrics);
+        if !commits_open && unsent.is_empty() {
+            break;
         }
-        let event = tokio::select! {
-            event = session.poll() => event,
-            _ = stop_forwarding.cancelled(), if inbound.is_some() => continue,
-            _ = acks_flushed.cancelled() => break,
-        };
-        match event {
-            Ok(Event::Connected { session_present }) => {
-                let epoch = connection.epoch.fetch_add(1, Ordering::SeqCst) + 1;
-                connection.connected.store(true, Ordering::SeqCst);
-                seq = 0;
-                backoff = Duration::from_millis(100);
-                info!(epoch, session_present, "mqtt: connected");
-                // A kept session keeps its subscriptions; subscribe anyway on
-                // the first connection in case the filters changed.
-                if !session_present || !subscribed_once {
-                    connection.subscribed.store(false, Ordering::SeqCst);
-                    pending_subacks = 0;
-                    for filter in &subscriptions {
-                        if session.client.try_subscribe(filter) {
-                            pending_subacks += 1;
-                        } else {
-                            warn!(filter, "mqtt: could not queue subscription");
+        tokio::select! {
+            event = p.session.poll(), if reconnect_at.is_none() => match event {
+                Ok(Event::Connected { session_present }) => {
+                    let epoch = p.connection.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.connection.connected.store(true, Ordering::SeqCst);
+                    seq = 0;
+                    backoff = Duration::from_millis(100);
+                    info!(epoch, session_present, "mqtt: connected");
+                    // A kept session keeps its subscriptions; subscribe anyway on
+                    // the first connection in case the filters changed.
+                    if !session_present || !subscribed_once {
+                        p.connection.subscribed.store(false, Ordering::SeqCst);
+                        pending_subacks = 0;
+                        for filter in &p.subscriptions {
+                            if p.session.client.try_subscribe(filter) {
+                                pending_subacks += 1;
+                            } else {
+                                warn!(filter, "mqtt: could not queue subscription");
+                            }
+                        }
+                        subscribed_once = true;
+                    }
+                }
+                Ok(Event::Subscribed { granted }) => {
+                    if !granted {
+                        warn!(subscriptions = ?p.subscriptions, "mqtt: the broker refused a subscription");
+                    }
+                    pending_subacks = pending_subacks.saturating_sub(1);
+                    if pending_subacks == 0 && granted {
+                        p.connection.subscribed.store(true, Ordering::SeqCst);
+                        info!(filters = p.subscriptions.len(), "mqtt: subscribed");
+                    }
+                }
+                Ok(Event::Publish { topic, payload, pkid, qos }) => {
+                    let Some(tx) = inbound.clone() else {
+                        // Shutting down: not acked, so the broker keeps it for next time.
+                        continue;
+                    };
+                    p.metrics.messages_received.inc();
+                    let ack = (qos > 0).then(|| {
+                        let token = AckToken { epoch: p.connection.epoch.load(Ordering::SeqCst), seq, pkid, qos };
+                        seq += 1;
+                        p.metrics.unacked_messages.inc();
+                        token
+                    });
+                    let message = Inbound { topic, payload, received_at: Utc::now(), received: Instant::now(), ack };
+                    // With MQTT 5 the queue holds a whole receive window, so this
+                    // rarely waits; when it does, committed batches are still
+                    // acknowledged, or the writers would wait on us.
+                    let mut message = Some(message);
+                    while let Some(m) = message.take() {
+                        match tx.try_send(m) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Closed(_)) => inbound = None,
+                            Err(mpsc::error::TrySendError::Full(m)) => tokio::select! {
+                                permit = tx.reserve() => match permit {
+                                    Ok(permit) => permit.send(m),
+                                    Err(_) => inbound = None,
+                                },
+                                tokens = p.committed.recv(), if commits_open => {
+                                    commit(tokens, &mut sequencer, &mut unsent, &mut commits_open, &p.connection, &p.metrics);
+                                    send_acks(&p.session.client, &p.connection, &mut unsent, &p.metrics);
+                                    message = Some(m);
+                                }
+                            },
                         }
                     }
-                    subscribed_once = true;
                 }
+                Ok(Event::Other) => {}
+                Err(error) => {
+                    // A new epoch now: acks of the lost connection are dropped
+                    // rather than queued for the next one.
+                    p.connection.epoch.fetch_add(1, Ordering::SeqCst);
+                    if p.connection.connected.swap(false, Ordering::SeqCst) {
+                        p.metrics.broker_reconnects.inc();
+                    }
+                    warn!(%error, retry_in_ms = backoff.as_millis() as u64, "mqtt: connection lost");
+                    reconnect_at = Some(tokio::time::Instant::now() + backoff);
+                    backoff = (backoff * 2).min(p.reconnect_max);
+                }
+            },
+            _ = sleep_until(reconnect_at), if reconnect_at.is_some() => reconnect_at = None,
+            tokens = p.committed.recv(), if commits_open => {
+                commit(tokens, &mut sequencer, &mut unsent, &mut commits_open, &p.connection, &p.metrics);
             }
-            Ok(Event::Subscribed { granted }) => {
-                if !granted {
-                    warn!(?subscriptions, "mqtt: the broker refused a subscription");
-                }
-                pending_subacks = pending_subacks.saturating_sub(1);
-                if pending_subacks == 0 && granted {
-                    connection.subscribed.store(true, Ordering::SeqCst);
-                    info!(filters = subscriptions.len(), "mqtt: subscribed");
-                }
-            }
-            Ok(Event::Publish { topic, payload, pkid, qos }) => {
-                let Some(tx) = &inbound else {
-                    // Shutting down: not acked, so the broker keeps it for next time.
-                    continue;
-                };
-                metrics.messages_received.inc();
-                let ack = (qos > 0).then(|| {
-                    let token = AckToken { epoch: connection.epoch.load(Ordering::SeqCst), seq, pkid, qos };
-                    seq += 1;
-                    metrics.unacked_messages.inc();
-                    token
-                });
-                let message = Inbound { topic, payload, received_at: Utc::now(), received: Instant::now(), ack };
-                if tx.send(message).await.is_err() {
-                    inbound = None;
-                }
-            }
-            Ok(Event::Other) => {}
-            Err(error) => {
-                if connection.connected.swap(false, Ordering::SeqCst) {
-                    metrics.broker_reconnects.inc();
-                }
-                warn!(%error, retry_in_ms = backoff.as_millis() as u64, "mqtt: connection lost");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = acks_flushed.cancelled() => break,
-                }
-                backoff = (backoff * 2).min(reconnect_max);
+            _ = p.stop_forwarding.cancelled(), if inbound.is_some() => {
+                // Dropping the sender lets the pipeline flush and finish.
+                inbound = None;
+                info!("mqtt: no longer taking messages; flushing");
             }
         }
     }
-    // A clean DISCONNECT; with a persistent session the broker keeps queuing.
-    session.client.disconnect().await;
+    if sequencer.waiting() > 0 {
+        // Batches given up at shutdown: the broker redelivers their messages.
+        p.metrics.unacked_messages.sub(sequencer.waiting() as i64);
+    }
+    // A clean DISCONNECT (after the queued acks); with a persistent session
+    // the broker keeps queuing for us.
+    p.session.client.disconnect().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, session.poll()).await {
-        if matches!(event, Event::Other) {
-            debug!("mqtt: draining before disconnect");
-        }
-    }
-    connection.connected.store(false, Ordering::SeqCst);
+    while let Ok(Ok(_)) = tokio::time::timeout_at(deadline, p.session.poll()).await {}
+    p.connection.connected.store(false, Ordering::SeqCst);
     info!("mqtt: disconnected");
+}
+
+fn commit(
+    tokens: Option<Vec<AckToken>>,
+    sequencer: &mut AckSequencer,
+    unsent: &mut VecDeque<AckToken>,
+    commits_open: &mut bool,
+    connection: &Connection,
+    metrics: &Metrics,
+) {
+    match tokens {
+        Some(tokens) => {
+            let (ready, stale) = sequencer.commit(tokens, connection.epoch.load(Ordering::SeqCst));
+            metrics.unacked_messages.sub(stale as i64);
+            unsent.extend(ready);
+        }
+        None => *commits_open = false,
+    }
+}
+
+/// Queues the releasable acks of the current connection; acks of an earlier
+/// one are dropped. The request queue holds a whole receive window, so it is
+/// practically never full; if it is, the rest wait for the next turn.
+fn send_acks(client: &Client, connection: &Connection, unsent: &mut VecDeque<AckToken>, metrics: &Metrics) {
+    let epoch = connection.epoch.load(Ordering::SeqCst);
+    let connected = connection.connected.load(Ordering::SeqCst);
+    while let Some(token) = unsent.front() {
+        if token.epoch != epoch {
+            unsent.pop_front();
+            metrics.unacked_messages.dec();
+            continue;
+        }
+        if !connected || !client.try_ack(token) {
+            break;
+        }
+        unsent.pop_front();
+        metrics.unacked_messages.dec();
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use citygauge_domain::{Message, Normaliser, Registry};
+use citygauge_domain::normalise::Rejection;
+use citygauge_domain::{Decoded, Message, Normaliser, Registry, RejectReason};
 use citygauge_store::{Batch, RejectedMessage};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
@@ -94,10 +95,20 @@ fn add(
     limits: &BatchLimits,
     metrics: &Metrics,
 ) {
-    let decoded = normaliser.normalise(
-        &Message { topic: &message.topic, payload: &message.payload, received_at: message.received_at },
-        registry,
-    );
+    let msg = Message { topic: &message.topic, payload: &message.payload, received_at: message.received_at };
+    // A decoder bug must cost one message, never the stream: the message is
+    // kept as rejected and acknowledged like any other.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| normaliser.normalise(&msg, registry)))
+        .unwrap_or_else(|_| {
+            tracing::error!(topic = %message.topic, "pipeline: the decoder failed on this message; kept as decoder_fault");
+            Decoded {
+                rejection: Some(Rejection {
+                    reason: RejectReason::DecoderFault,
+                    detail: "the decoder failed on this message (a citygauge bug: please report it with this payload)".into(),
+                }),
+                ..Decoded::default()
+            }
+        });
     work.rows += decoded.readings.len() + decoded.counters.len();
     work.batch.readings.extend(decoded.readings);
     work.batch.counters.extend(decoded.counters);

@@ -3,8 +3,8 @@
 //! Start: validate config, serve HTTP (not ready yet), migrate (waiting for
 //! the database if it is down), load the registry, then connect to the broker.
 //! Stop: the MQTT loop stops taking messages; the pipeline flushes its batch;
-//! the writers commit what they hold; the acker sends the last acks; the MQTT
-//! session disconnects; last of all the HTTP server stops.
+//! the writers commit what they hold; the MQTT loop sends the last acks and
+//! disconnects; last of all the HTTP server stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn, Instrument};
 
-use crate::acks::run_acker;
 use crate::config::IngestConfig;
 use crate::http::{self, Health, HttpState};
 use crate::metrics::Metrics;
-use crate::mqtt::{poll_loop, Connection, Session};
+use crate::mqtt::{poll_loop, Connection, PollLoop, Session};
 use crate::pipeline::{run_pipeline, BatchLimits};
 use crate::writer::{run_writers, SeenSensors, Writer};
 use crate::IngestError;
@@ -99,8 +98,6 @@ async fn run_ingest(
     let (batch_tx, batch_rx) = mpsc::channel(usize::from(config.writers));
     let (commit_tx, commit_rx) = mpsc::channel(usize::from(config.writers) * 4);
     let session = Session::new(&config)?;
-    let client = session.client.clone();
-    let acks_flushed = CancellationToken::new();
     let seen = Arc::new(SeenSensors::default());
     let writer = Arc::new(Writer {
         store: store.clone(),
@@ -117,16 +114,16 @@ async fn run_ingest(
     };
 
     let mqtt = tasks.spawn(
-        poll_loop(
+        poll_loop(PollLoop {
             session,
-            config.subscriptions(),
-            Duration::from_millis(config.mqtt_reconnect_max_ms.max(100)),
-            inbound_tx,
-            connection.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-            acks_flushed.clone(),
-        )
+            subscriptions: config.subscriptions(),
+            reconnect_max: Duration::from_millis(config.mqtt_reconnect_max_ms.max(100)),
+            inbound: inbound_tx,
+            committed: commit_rx,
+            connection: connection.clone(),
+            metrics: metrics.clone(),
+            stop_forwarding: shutdown.clone(),
+        })
         .instrument(tracing::info_span!("mqtt", client_id = %config.mqtt_client_id)),
     );
     tasks.spawn(
@@ -136,24 +133,13 @@ async fn run_ingest(
     tasks.spawn(
         run_writers(writer, batch_rx, commit_tx, usize::from(config.writers)).instrument(tracing::info_span!("writer")),
     );
-    let acker = tasks.spawn(
-        run_acker(
-            commit_rx,
-            client,
-            connection.clone(),
-            metrics.clone(),
-            Duration::from_secs(config.shutdown_timeout_s),
-        )
-        .instrument(tracing::info_span!("acker")),
-    );
     tasks.spawn(touch_sensors(store.clone(), seen.clone(), background.clone()));
     tasks.close();
 
     shutdown.cancelled().await;
     info!("shutting down: flushing pending batches");
-    // The acker ends once the pipeline and writers have drained.
-    let _ = acker.await;
-    acks_flushed.cancel();
+    // The MQTT loop ends once the pipeline and writers have drained and their
+    // acks are sent.
     let _ = mqtt.await;
     background.cancel();
     tasks.wait().await;

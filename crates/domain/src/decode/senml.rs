@@ -268,8 +268,11 @@ fn entry<'a>(
 
     let time = base.time + record.t.unwrap_or(0.0);
     let ts = if time < RELATIVE_TIME_LIMIT {
-        let micros = (time * 1e6).round();
-        ctx.received_at + Duration::microseconds(micros as i64)
+        // Relative to now; a huge negative offset must not overflow.
+        // (`as` saturates; any i64 of microseconds is a valid duration.)
+        let offset = Duration::microseconds((time * 1e6).round() as i64);
+        let ts = ctx.received_at.checked_add_signed(offset);
+        time::in_range(ts.ok_or_else(|| DomainError::InvalidTimestamp(format!("relative time {time} s")))?)?
     } else {
         time::from_epoch(time)?
     };
@@ -416,6 +419,14 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn absurd_relative_times_are_refused_not_a_panic() {
+        for t in [-1e13, -1e300, -9.2e12, -5.0e9] {
+            let records = run(json!([{"n": "kh-wl-0001/level", "v": 1, "t": t}])).unwrap();
+            assert_eq!(records[0].as_ref().unwrap_err().reason().as_str(), "invalid_timestamp", "t = {t}");
+        }
     }
 
     #[test]
