@@ -158,24 +158,43 @@ async fn choose_backend(tx: &Transaction<'_>, preference: BackendPreference) -> 
     }
     let row = tx
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+            "SELECT (SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'),
                     current_setting('shared_preload_libraries') ILIKE '%timescaledb%'",
             &[],
         )
         .await?;
-    let (installed, preloaded): (bool, bool) = (row.get(0), row.get(1));
-    match (installed && preloaded, preference) {
-        (true, _) => {
+    let (version, preloaded): (Option<String>, bool) = (row.get(0), row.get(1));
+    let problem = match &version {
+        None => Some("the extension is not installed".to_string()),
+        Some(_) if !preloaded => Some("timescaledb is not in shared_preload_libraries".to_string()),
+        Some(v) if !timescale_supported(v) => Some(format!(
+            "TimescaleDB {v} is older than {MIN_TIMESCALEDB}, whose INSERT ... ON CONFLICT into compressed chunks can drop rows"
+        )),
+        Some(_) => None,
+    };
+    match (problem, preference) {
+        (None, _) => {
             tx.batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb").await?;
             Ok(Backend::TimescaleDb)
         }
-        (false, BackendPreference::TimescaleDb) => Err(StoreError::TimescaleUnavailable(if installed {
-            "timescaledb is not in shared_preload_libraries".into()
-        } else {
-            "the extension is not installed".into()
-        })),
-        (false, _) => Ok(Backend::Native),
+        (Some(problem), BackendPreference::TimescaleDb) => Err(StoreError::TimescaleUnavailable(problem)),
+        (Some(problem), _) => {
+            if version.is_some() {
+                tracing::warn!(%problem, "using native partitioning instead of TimescaleDB");
+            }
+            Ok(Backend::Native)
+        }
     }
+}
+
+/// The oldest TimescaleDB trusted with our writes: before 2.18.1,
+/// `ON CONFLICT DO NOTHING` into a compressed chunk stopped at the first
+/// conflicting row and silently skipped the rest (timescaledb#7672).
+const MIN_TIMESCALEDB: &str = "2.18.1";
+
+fn timescale_supported(version: &str) -> bool {
+    let parse = |v: &str| -> Vec<u32> { v.split(['.', '-']).map_while(|p| p.parse().ok()).collect() };
+    parse(version) >= parse(MIN_TIMESCALEDB)
 }
 
 /// Makes every time-series table partitioned the backend's way; idempotent.
@@ -207,6 +226,15 @@ async fn setup_timeseries_tables(tx: &Transaction<'_>, backend: Backend) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[test]
+fn timescale_versions_before_the_on_conflict_fix_are_refused() {
+    for (version, ok) in [("2.18.0", false), ("2.18.1", true), ("2.28.3", true), ("2.9.3", false), ("3.0.0-beta", true)]
+    {
+        assert_eq!(timescale_supported(version), ok, "{version}");
+    }
 }
 
 /// FNV-1a over the migration text: detects edits to applied migrations.

@@ -62,6 +62,14 @@ impl Store {
         let mut pg = tokio_postgres::Config::from_str(&config.database_url)
             .map_err(|e| StoreError::Config(format!("database_url: {e}")))?;
         pg.connect_timeout(config.connect_timeout);
+        // A database that vanished without closing the connection (a failover,
+        // a dead host) must fail the write within a minute, not when the
+        // kernel gives up after hours: it is then retried on a new connection.
+        pg.keepalives(true)
+            .keepalives_idle(StdDuration::from_secs(15))
+            .keepalives_interval(StdDuration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(StdDuration::from_secs(60));
         if pg.get_application_name().is_none() {
             pg.application_name("citygauge");
         }
@@ -114,7 +122,7 @@ impl Store {
             self.ensure_partitions_for(batch).await?;
         }
         let mut client = self.pool.get().await?;
-        writer::write(&mut client, batch).await
+        writer::write(&mut client, batch, self.backend().await? == Backend::TimescaleDb).await
     }
 
     /// Makes the day partitions a batch needs, within the window that
@@ -184,11 +192,25 @@ impl Store {
             Backend::TimescaleDb => {
                 for kind in Kind::ALL {
                     let table = kind.as_str();
+                    let wanted =
+                        self.config.retention.get(&kind).map(|keep| format!("{} days", keep.num_days().max(1)));
+                    // Only a changed retention is replaced, so several daemons
+                    // never leave a table without its policy for a moment.
+                    let current: Option<String> = client
+                        .query_opt(
+                            "SELECT config->>'drop_after' FROM timescaledb_information.jobs
+                              WHERE hypertable_name = $1 AND proc_name = 'policy_retention'",
+                            &[&table],
+                        )
+                        .await?
+                        .and_then(|row| row.get(0));
+                    if current == wanted {
+                        continue;
+                    }
                     client
                         .execute("SELECT remove_retention_policy($1::text::regclass, if_exists => true)", &[&table])
                         .await?;
-                    if let Some(keep) = self.config.retention.get(&kind) {
-                        let days = format!("{} days", keep.num_days().max(1));
+                    if let Some(days) = wanted {
                         client
                             .execute(
                                 "SELECT add_retention_policy($1::text::regclass, $2::text::interval)",

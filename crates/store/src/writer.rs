@@ -88,17 +88,29 @@ enum Mode {
     SkipDuplicates,
 }
 
-/// Writes `batch` in one transaction.
-pub async fn write(client: &mut Client, batch: &Batch) -> Result<WriteReport, StoreError> {
-    match write_once(client, batch, Mode::Direct).await {
-        Err(e) if e.is_unique_violation() => write_once(client, batch, Mode::SkipDuplicates).await,
+/// Writes `batch` in one transaction. `timescaledb`: the tables are
+/// hypertables, whose compressed chunks need room to decompress.
+pub async fn write(client: &mut Client, batch: &Batch, timescaledb: bool) -> Result<WriteReport, StoreError> {
+    match write_once(client, batch, Mode::Direct, timescaledb).await {
+        Err(e) if e.is_unique_violation() => write_once(client, batch, Mode::SkipDuplicates, timescaledb).await,
         result => result,
     }
 }
 
-async fn write_once(client: &mut Client, batch: &Batch, mode: Mode) -> Result<WriteReport, StoreError> {
+async fn write_once(
+    client: &mut Client,
+    batch: &Batch,
+    mode: Mode,
+    timescaledb: bool,
+) -> Result<WriteReport, StoreError> {
     let mut report = WriteReport::default();
     let tx = client.transaction().await?;
+    if timescaledb {
+        // Late readings land in compressed chunks, which are decompressed to
+        // take them; TimescaleDB's default cap (100,000 tuples) would fail
+        // such a batch again on every retry.
+        tx.batch_execute("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0").await?;
+    }
     if !batch.new_sensors.is_empty() {
         report.new_sensors = register_pending(&tx, &batch.new_sensors).await?;
     }
@@ -285,6 +297,15 @@ async fn resolve_counters(tx: &Transaction<'_>, counters: &[CounterReading]) -> 
     let mut ids: Vec<&str> = counters.iter().map(|c| c.sensor_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
+    // Serialise writers per gauge even before its state row exists (FOR UPDATE
+    // locks only rows that do): two first values must not both be "first".
+    // Sorted, so concurrent writers take the locks in one order.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('citygauge.rain_counter.' || id, 0))
+           FROM unnest($1::text[]) AS id ORDER BY id",
+        &[&ids],
+    )
+    .await?;
     let rows = tx
         .query(
             "SELECT sensor_id, ts, counter_mm FROM rain_counter_state WHERE sensor_id = ANY($1) ORDER BY sensor_id FOR UPDATE",
