@@ -17,6 +17,10 @@ pub enum StoreError {
     MigrationChanged { version: i32, applied: String, embedded: String },
     #[error("the TimescaleDB backend was requested but {0}")]
     TimescaleUnavailable(String),
+    /// Making a day partition failed; always worth retrying (a concurrent
+    /// insert into the default partition, a lock), never the rows' fault.
+    #[error("creating a partition: {0}")]
+    Partition(tokio_postgres::Error),
 }
 
 impl StoreError {
@@ -25,7 +29,7 @@ impl StoreError {
     /// constraint or encoding violation) will fail again however often tried.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Pool(_) => true,
+            StoreError::Pool(_) | StoreError::Partition(_) => true,
             StoreError::Postgres(e) => match e.code() {
                 None => true,
                 Some(code) => {

@@ -155,8 +155,11 @@ impl Store {
         }
         let mut client = self.pool.get().await?;
         for (table, days) in needed {
-            partitions::ensure_days(&mut client, table, &days).await?;
-            lock(&self.partitions).entry(table).or_default().extend(days);
+            match partitions::ensure_days(&mut client, table, &days).await {
+                Ok(_) => lock(&self.partitions).entry(table).or_default().extend(days),
+                Err(StoreError::Postgres(e)) => return Err(StoreError::Partition(e)),
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
