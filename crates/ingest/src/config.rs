@@ -96,7 +96,7 @@ pub struct IngestConfig {
     /// Unacknowledged QoS 1 messages the broker may send at once (MQTT 5).
     /// Acks wait for a commit, so this must cover a few batches; it also
     /// bounds the daemon's memory (times the message size).
-    #[arg(long, env = "CITYGAUGE_MQTT_RECEIVE_MAXIMUM", default_value_t = 8_192)]
+    #[arg(long, env = "CITYGAUGE_MQTT_RECEIVE_MAXIMUM", default_value_t = 4_096)]
     pub mqtt_receive_maximum: u16,
     /// Largest MQTT packet accepted. Keep it at least the broker's own
     /// `max_packet_size` (4 MiB in deploy/mosquitto.conf): with MQTT 5 the
@@ -123,7 +123,7 @@ pub struct IngestConfig {
     /// Messages queued between the MQTT poll loop and the decoder. At least
     /// `mqtt_receive_maximum`, so the poll loop never waits on it and keeps
     /// the connection alive (pings, acks) while the database is slow.
-    #[arg(long, env = "CITYGAUGE_INBOUND_QUEUE_MESSAGES", default_value_t = 8_192, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "CITYGAUGE_INBOUND_QUEUE_MESSAGES", default_value_t = 4_096, value_parser = clap::value_parser!(u32).range(1..))]
     pub inbound_queue_messages: u32,
     /// Larger payloads are rejected (reason `oversized`).
     #[arg(long, env = "CITYGAUGE_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]
