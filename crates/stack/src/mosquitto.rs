@@ -126,31 +126,13 @@ impl Mosquitto {
     /// file (sessions, subscriptions, queued messages), then waits for it
     /// to exit. Does nothing if it is not running.
     pub fn stop(&mut self) -> Result<()> {
-        let Some(mut server) = self.server.take() else {
-            return Ok(());
-        };
-        let pid = server.pid();
-        tracing::info!(pid, port = self.port, "stopping mosquitto");
-        server.signal(libc::SIGTERM).map_err(|e| StackError::io(format!("signalling mosquitto {pid}"), e))?;
-        match server.wait_timeout(STOP_TIMEOUT) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => {
-                self.server = Some(server); // so Drop still cleans up
-                Err(StackError::StopTimeout { service: SERVICE, pid, signal: "SIGTERM", timeout: STOP_TIMEOUT })
-            }
-            Err(e) => Err(StackError::io(format!("waiting for mosquitto {pid}"), e)),
-        }
+        process::stop_server(&mut self.server, SERVICE, self.port, (libc::SIGTERM, "SIGTERM"), STOP_TIMEOUT)
     }
 
     /// Crashes the broker with SIGKILL. Messages that arrived since the last
     /// autosave (about two seconds at most) are lost, as in a real crash.
     pub fn kill(&mut self) -> Result<()> {
-        let Some(mut server) = self.server.take() else {
-            return Ok(());
-        };
-        let pid = server.pid();
-        tracing::info!(pid, port = self.port, "killing mosquitto");
-        server.kill().map(drop).map_err(|e| StackError::io(format!("killing mosquitto {pid}"), e))
+        process::kill_server(&mut self.server, SERVICE, self.port)
     }
 
     /// Stops the broker (if running) and starts it again on the same port

@@ -51,6 +51,42 @@ pub(crate) struct Supervised {
     child: Child,
 }
 
+/// Stops the server in `slot` with `signal` and waits up to `timeout`; does
+/// nothing if none runs. On a timeout the server goes back into the slot, so
+/// its owner's Drop still cleans it up.
+pub(crate) fn stop_server(
+    slot: &mut Option<Supervised>,
+    service: &'static str,
+    port: u16,
+    signal: (libc::c_int, &'static str),
+    timeout: std::time::Duration,
+) -> crate::Result<()> {
+    let Some(mut server) = slot.take() else {
+        return Ok(());
+    };
+    let pid = server.pid();
+    tracing::info!(pid, port, "stopping {service}");
+    server.signal(signal.0).map_err(|e| crate::StackError::io(format!("signalling {service} {pid}"), e))?;
+    match server.wait_timeout(timeout) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => {
+            *slot = Some(server);
+            Err(crate::StackError::StopTimeout { service, pid, signal: signal.1, timeout })
+        }
+        Err(e) => Err(crate::StackError::io(format!("waiting for {service} {pid}"), e)),
+    }
+}
+
+/// SIGKILLs the server in `slot`, if one runs.
+pub(crate) fn kill_server(slot: &mut Option<Supervised>, service: &'static str, port: u16) -> crate::Result<()> {
+    let Some(mut server) = slot.take() else {
+        return Ok(());
+    };
+    let pid = server.pid();
+    tracing::info!(pid, port, "killing {service}");
+    server.kill().map(drop).map_err(|e| crate::StackError::io(format!("killing {service} {pid}"), e))
+}
+
 impl Supervised {
     /// Spawns `cmd` from the spawner thread, in its own process group, with
     /// `death_signal` delivered to it if this process dies.

@@ -122,20 +122,7 @@ impl Postgres {
     /// back open transactions, writes a checkpoint), then waits for it to
     /// exit. Does nothing if it is not running.
     pub fn stop(&mut self) -> Result<()> {
-        let Some(mut server) = self.server.take() else {
-            return Ok(());
-        };
-        let pid = server.pid();
-        tracing::info!(pid, port = self.port, "stopping postgres");
-        server.signal(libc::SIGINT).map_err(|e| StackError::io(format!("signalling postgres {pid}"), e))?;
-        match server.wait_timeout(STOP_TIMEOUT) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => {
-                self.server = Some(server); // so Drop still cleans up
-                Err(StackError::StopTimeout { service: SERVICE, pid, signal: "SIGINT", timeout: STOP_TIMEOUT })
-            }
-            Err(e) => Err(StackError::io(format!("waiting for postgres {pid}"), e)),
-        }
+        process::stop_server(&mut self.server, SERVICE, self.port, (libc::SIGINT, "SIGINT"), STOP_TIMEOUT)
     }
 
     /// Crashes the server: SIGKILL to the postmaster, as a power cut would.
@@ -145,12 +132,7 @@ impl Postgres {
     /// memory, so this waits (bounded) for them to exit too. Committed data
     /// survives; the next start runs crash recovery.
     pub fn kill(&mut self) -> Result<()> {
-        let Some(mut server) = self.server.take() else {
-            return Ok(());
-        };
-        let pid = server.pid();
-        tracing::info!(pid, port = self.port, "killing postgres");
-        server.kill().map_err(|e| StackError::io(format!("killing postgres {pid}"), e))?;
+        process::kill_server(&mut self.server, SERVICE, self.port)?;
         self.wait_for_orphaned_backends();
         Ok(())
     }
