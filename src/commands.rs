@@ -14,6 +14,8 @@ use crate::cli::{Command, SensorsCommand};
 pub async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()> {
     match command {
         Command::Ingest(config) => {
+            // Configuration mistakes first, before anything binds or connects.
+            config.validate()?;
             let listener = tokio::net::TcpListener::bind(config.http_listen)
                 .await
                 .with_context(|| format!("--http-listen {}", config.http_listen))?;
