@@ -100,26 +100,16 @@ async fn postgres_restarted_mid_stream_loses_nothing() -> anyhow::Result<()> {
     tokio::task::block_in_place(|| cluster.postgres.restart())?;
     publish_range(&mut publisher, t0, 2_000..total).await?;
     publisher.wait_acked(Duration::from_secs(30)).await?;
-    let db_url = cluster.url();
-    let count = |sql: &'static str| {
-        let url = db_url.clone();
-        async move {
-            citygauge_testkit::eventually(sql, Duration::from_secs(60), || async {
-                let n = count(&url, sql).await.unwrap_or(-1);
-                Ok((n >= total as i64).then_some(n))
-            })
-            .await
-        }
-    };
-    assert_eq!(count("SELECT count(*) FROM water_level").await?, total as i64);
+    let url = cluster.url();
+    let stored =
+        citygauge_testkit::eventually("every reading stored after the restart", Duration::from_secs(60), || async {
+            let n = citygauge_testkit::count(&url, "SELECT count(*) FROM water_level").await.unwrap_or(-1);
+            Ok((n >= total as i64).then_some(n))
+        })
+        .await?;
+    assert_eq!(stored, total as i64);
     assert!(daemon.metric("citygauge_ingest_database_errors_total").await? > 0.0, "the outage was seen");
     daemon.stop().await
-}
-
-async fn count(url: &str, sql: &str) -> anyhow::Result<i64> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client.query_one(sql, &[]).await?.get(0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

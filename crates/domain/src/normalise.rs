@@ -83,10 +83,6 @@ impl Normaliser {
         Normaliser { config, pending: HashMap::new(), spikes: SpikeTracker::default() }
     }
 
-    pub fn config(&self) -> &NormaliseConfig {
-        &self.config
-    }
-
     /// Forgets auto-registered sensors that the registry now knows.
     pub fn registry_refreshed(&mut self, registry: &Registry) {
         self.pending.retain(|id, _| registry.get(id).is_none());

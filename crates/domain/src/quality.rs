@@ -83,14 +83,6 @@ pub struct SpikeTracker {
 }
 
 impl SpikeTracker {
-    pub fn len(&self) -> usize {
-        self.last_good.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.last_good.is_empty()
-    }
-
     fn last(&self, sensor: &str, field: Field) -> Option<(DateTime<Utc>, f64)> {
         self.last_good.get(sensor)?.iter().find(|(f, _, _)| *f == field).map(|&(_, ts, v)| (ts, v))
     }

@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use crate::acks::{AckSequencer, AckToken};
 use crate::config::{parse_mqtt_url, IngestConfig, MqttProtocol};
 use crate::metrics::Metrics;
+use crate::pipeline::sleep_until;
 use crate::IngestError;
 
 /// A message on its way to the database.
@@ -391,12 +392,5 @@ fn send_acks(client: &Client, connection: &Connection, unsent: &mut VecDeque<Ack
         }
         unsent.pop_front();
         metrics.unacked_messages.dec();
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

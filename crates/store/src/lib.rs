@@ -14,8 +14,3 @@ pub use error::StoreError;
 pub use migrate::{Backend, BackendPreference, MIGRATIONS};
 pub use store::{Store, StoreConfig};
 pub use writer::{Batch, RejectedMessage, WriteReport};
-
-/// The table a kind's readings live in.
-pub fn table(kind: citygauge_domain::Kind) -> &'static str {
-    kind.as_str()
-}

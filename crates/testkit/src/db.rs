@@ -125,6 +125,7 @@ impl TestDatabase {
     }
 }
 
+/// The value of a query returning one bigint, on any database.
 pub async fn count(url: &str, sql: &str) -> anyhow::Result<i64> {
     let client = connect(url).await?;
     Ok(client.query_one(sql, &[]).await.with_context(|| sql.to_string())?.get(0))

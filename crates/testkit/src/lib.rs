@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use daemon::{ingest_config, metric, wait_ready, BinaryDaemon, InProcessDaemon};
-pub use db::{database, Cluster, TestDatabase};
+pub use db::{count, database, Cluster, TestDatabase};
 pub use mqtt::{Broker, Publisher};
 
 /// Logs from the code under test, shown for failing tests (`RUST_LOG` filters).
