@@ -60,20 +60,16 @@ fn application(kind: Kind, subkind: &str) -> (&'static str, &'static str) {
 
 /// A UUID-shaped id derived from `label` (stable across runs).
 fn stable_uuid(label: &str) -> String {
-    let (a, b) = (fnv1a(label.as_bytes()), fnv1a(format!("{label}#").as_bytes()));
-    format!(
-        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        b >> 52,
-        b & 0xffff_ffff_ffff
-    )
+    uuid_from(fnv1a(label.as_bytes()), fnv1a(format!("{label}#").as_bytes()))
 }
 
 /// A random UUIDv4-shaped id.
 fn random_uuid(rng: &mut SimRng) -> String {
-    let (a, b): (u64, u64) = (rng.random(), rng.random());
+    uuid_from(rng.random(), rng.random())
+}
+
+/// Formats two 64-bit halves as a version-4, variant-1 UUID.
+fn uuid_from(a: u64, b: u64) -> String {
     format!(
         "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
         a >> 32,
