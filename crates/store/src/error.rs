@@ -21,6 +21,9 @@ pub enum StoreError {
     /// insert into the default partition, a lock), never the rows' fault.
     #[error("creating a partition: {0}")]
     Partition(tokio_postgres::Error),
+    /// A change-stream payload that is not what [`crate::changes`] sends.
+    #[error("invalid change notification: {0}")]
+    ChangePayload(String),
 }
 
 impl StoreError {

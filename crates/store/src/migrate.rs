@@ -2,21 +2,50 @@
 //! under an advisory lock, so that several daemons starting at once apply each
 //! exactly once. A database whose schema is newer than this build is refused.
 
+use std::borrow::Cow;
+
 use tokio_postgres::{Client, GenericClient, Transaction};
 use tracing::info;
 
-use crate::StoreError;
+use crate::{rollups, StoreError};
 
-/// One schema version. The SQL may contain `{{timeseries}}`, see [`Backend`].
+/// One schema version.
 #[derive(Debug)]
 pub struct Migration {
     pub version: i32,
     pub name: &'static str,
-    pub sql: &'static str,
+    pub sql: MigrationSql,
 }
 
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/0001_init.sql") }];
+/// Where a migration's text comes from.
+#[derive(Debug)]
+pub enum MigrationSql {
+    /// Fixed text, which may contain `{{timeseries}}` (see [`Backend`]).
+    Static(&'static str),
+    /// Text generated for the backend (e.g. from the kinds' columns), for
+    /// schema that repeats per kind; a change to the generator is a change to
+    /// an applied migration, caught by its checksum like an edited file.
+    Generated(fn(Backend) -> String),
+}
+
+impl Migration {
+    /// The text the checksum is taken over: the file as embedded, or what
+    /// the generator makes for `backend`.
+    pub fn text(&self, backend: Backend) -> Cow<'static, str> {
+        match self.sql {
+            MigrationSql::Static(sql) => Cow::Borrowed(sql),
+            MigrationSql::Generated(generate) => Cow::Owned(generate(backend)),
+        }
+    }
+}
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: MigrationSql::Static(include_str!("../migrations/0001_init.sql")) },
+    Migration { version: ROLLUPS_VERSION, name: "rollups", sql: MigrationSql::Generated(rollups::migration_sql) },
+];
+
+/// The migration that creates the rollup relations.
+const ROLLUPS_VERSION: i32 = 2;
 
 /// The tables that hold time series.
 pub const TIMESERIES_TABLES: [&str; 5] = ["rainfall", "water_level", "flood_depth", "air_quality", "streetlight"];
@@ -97,28 +126,34 @@ pub async fn migrate(client: &mut Client, preference: BackendPreference) -> Resu
             return Err(StoreError::SchemaTooNew { found, known });
         }
     }
+    let backend = match stored_backend(&tx).await? {
+        Some(backend) => backend,
+        None => choose_backend(&tx, preference).await?,
+    };
     for (version, checksum) in &applied {
         if let Some(m) = MIGRATIONS.iter().find(|m| m.version == *version) {
-            let embedded = checksum_of(m.sql);
+            let embedded = checksum_of(&m.text(backend));
             if &embedded != checksum {
                 return Err(StoreError::MigrationChanged { version: *version, applied: checksum.clone(), embedded });
             }
         }
     }
 
-    let backend = match stored_backend(&tx).await? {
-        Some(backend) => backend,
-        None => choose_backend(&tx, preference).await?,
-    };
     let current = applied.last().map_or(0, |a| a.0);
     let mut report = MigrationReport { backend, applied: Vec::new(), version: current };
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
         info!(version = m.version, name = m.name, backend = backend.as_str(), "applying migration");
-        tx.batch_execute(&m.sql.replace("{{timeseries}}", backend.table_clause())).await?;
-        setup_timeseries_tables(&tx, backend).await?;
+        let text = m.text(backend);
+        tx.batch_execute(&text.replace("{{timeseries}}", backend.table_clause())).await?;
+        // Only a migration that makes time-series tables sets them up: on
+        // TimescaleDB, compression settings cannot be re-applied once chunks
+        // are compressed.
+        if text.contains("{{timeseries}}") {
+            setup_timeseries_tables(&tx, backend).await?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-            &[&m.version, &m.name, &checksum_of(m.sql)],
+            &[&m.version, &m.name, &checksum_of(&text)],
         )
         .await?;
         report.applied.push(m.version);
@@ -130,6 +165,13 @@ pub async fn migrate(client: &mut Client, preference: BackendPreference) -> Resu
     )
     .await?;
     tx.commit().await?;
+    if backend == Backend::TimescaleDb && report.applied.contains(&ROLLUPS_VERSION) {
+        // If this fails the policies still catch up on recent buckets; the
+        // history then needs a manual refresh, so say so loudly.
+        if let Err(e) = rollups::refresh_timescale_history(client).await {
+            tracing::error!(error = %e, "materialising the rollups of existing readings failed");
+        }
+    }
     Ok(report)
 }
 

@@ -14,17 +14,26 @@ pub async fn load(client: &Client) -> Result<Registry, StoreError> {
     let rows = client
         .query(
             "SELECT id, kind, status, (installation->>'bucket_mm')::float8, (installation->>'valid_min')::float8,
-                    (installation->>'valid_max')::float8, dev_eui, device_profile
+                    (installation->>'valid_max')::float8, dev_eui, device_profile,
+                    installation->'aliases'
                FROM sensors",
             &[],
         )
         .await?;
     let mut sensors = Vec::with_capacity(rows.len());
+    let mut aliases: Vec<(String, String)> = Vec::new();
     for row in rows {
         // The table's CHECK constraints keep kind and status to known values.
         let (Ok(kind), Ok(status)) = (row.get::<_, &str>(1).parse(), row.get::<_, &str>(2).parse()) else { continue };
+        // Other names a device sends under (SenML URNs, vendor ids): see
+        // `Registry::lookup_name`.
+        let id: String = row.get(0);
+        let listed: Option<Value> = row.get(8);
+        for alias in citygauge_domain::registry::file::aliases_of(listed.as_ref()) {
+            aliases.push((alias, id.clone()));
+        }
         sensors.push(SensorInfo {
-            id: row.get(0),
+            id,
             kind,
             status,
             bucket_mm: row.get(3),
@@ -34,7 +43,11 @@ pub async fn load(client: &Client) -> Result<Registry, StoreError> {
             device_profile: row.get(7),
         });
     }
-    Ok(Registry::new(sensors))
+    let mut registry = Registry::new(sensors);
+    for (alias, id) in aliases {
+        registry.insert_alias(alias, id);
+    }
+    Ok(registry)
 }
 
 /// What an import changed.
@@ -55,7 +68,8 @@ pub async fn import(client: &mut Client, records: &[SensorRecord]) -> Result<Imp
         .prepare(
             "UPDATE sensors SET dev_eui = NULL, status = 'retired', updated_at = now(),
                     installation = installation || jsonb_build_object('superseded_by', $2::text)
-              WHERE dev_eui = $1 AND id <> $2 AND status = 'pending'",
+              WHERE dev_eui = $1 AND id <> $2 AND status = 'pending'
+              RETURNING id",
         )
         .await?;
     let upsert = tx
@@ -73,10 +87,15 @@ pub async fn import(client: &mut Client, records: &[SensorRecord]) -> Result<Imp
         )
         .await?;
     let mut report = ImportReport::default();
+    let mut changed: Vec<&str> = Vec::with_capacity(records.len());
+    let mut superseded: Vec<String> = Vec::new();
     for r in records {
         if let Some(eui) = &r.dev_eui {
-            report.superseded += tx.execute(&supersede, &[eui, &r.id]).await?;
+            let rows = tx.query(&supersede, &[eui, &r.id]).await?;
+            report.superseded += rows.len() as u64;
+            superseded.extend(rows.iter().map(|row| row.get::<_, String>(0)));
         }
+        changed.push(&r.id);
         let (lon, lat) = (r.location.map(|l| l.0), r.location.map(|l| l.1));
         let installation = Value::Object(r.installation.clone());
         let thresholds = Value::Object(r.thresholds.clone());
@@ -104,6 +123,10 @@ pub async fn import(client: &mut Client, records: &[SensorRecord]) -> Result<Imp
         } else {
             report.updated += 1;
         }
+    }
+    if !records.is_empty() {
+        changed.extend(superseded.iter().map(String::as_str));
+        crate::writer::notify_sensors(&tx, &changed).await?;
     }
     tx.commit().await?;
     Ok(report)

@@ -15,7 +15,7 @@ use tokio_postgres::NoTls;
 use crate::migrate::{self, Backend, BackendPreference, MigrationReport};
 use crate::registry::{self, ImportReport};
 use crate::writer::{self, Batch, WriteReport};
-use crate::{partitions, StoreError};
+use crate::{partitions, rollups, StoreError};
 
 /// How to reach and run the database.
 #[derive(Debug, Clone)]
@@ -187,6 +187,9 @@ impl Store {
                     partitions::ensure_days(&mut client, table, &ahead).await?;
                     if let Some(keep) = self.config.retention.get(&kind) {
                         partitions::drop_expired(&mut client, table, *keep, now).await?;
+                        // Minute rollups go with the raw rows they summarise;
+                        // hour and day rollups are kept.
+                        rollups::expire_minutes(&client, kind, now - *keep).await?;
                     }
                     let existing = partitions::existing_days(&client, table).await?;
                     lock(&self.partitions).insert(table, existing);
@@ -194,33 +197,15 @@ impl Store {
             }
             Backend::TimescaleDb => {
                 for kind in Kind::ALL {
-                    let table = kind.as_str();
-                    let wanted =
-                        self.config.retention.get(&kind).map(|keep| format!("{} days", keep.num_days().max(1)));
-                    // Only a changed retention is replaced, so several daemons
-                    // never leave a table without its policy for a moment.
-                    let current: Option<String> = client
-                        .query_opt(
-                            "SELECT config->>'drop_after' FROM timescaledb_information.jobs
-                              WHERE hypertable_name = $1 AND proc_name = 'policy_retention'",
-                            &[&table],
-                        )
-                        .await?
-                        .and_then(|row| row.get(0));
-                    if current == wanted {
-                        continue;
-                    }
-                    client
-                        .execute("SELECT remove_retention_policy($1::text::regclass, if_exists => true)", &[&table])
+                    let keep = self.config.retention.get(&kind);
+                    let wanted = keep.map(|keep| format!("{} days", keep.num_days().max(1)));
+                    set_timescale_retention(&client, kind.as_str(), false, wanted).await?;
+                    // The minute aggregate goes with the raw rows, but never
+                    // inside the hour aggregate's refresh window, whose
+                    // refresh would otherwise erase hours it can no longer see.
+                    let wanted = keep.map(|keep| format!("{} days", keep.num_days().max(MIN_MINUTE_ROLLUP_DAYS)));
+                    set_timescale_retention(&client, &rollups::relation(kind, rollups::Level::Minute), true, wanted)
                         .await?;
-                    if let Some(days) = wanted {
-                        client
-                            .execute(
-                                "SELECT add_retention_policy($1::text::regclass, $2::text::interval)",
-                                &[&table, &days],
-                            )
-                            .await?;
-                    }
                 }
             }
         }
@@ -241,6 +226,43 @@ impl Store {
         let client = self.pool.get().await?;
         registry::touch(&client, seen).await
     }
+}
+
+/// TimescaleDB: the least retention of the 1-minute continuous aggregates,
+/// longer than the hour aggregate's refresh window (7 days).
+const MIN_MINUTE_ROLLUP_DAYS: i64 = 8;
+
+/// Makes `relation`'s retention policy `wanted` (`None`: no policy). Only a
+/// changed retention is replaced, so several daemons never leave a relation
+/// without its policy for a moment.
+async fn set_timescale_retention(
+    client: &tokio_postgres::Client,
+    relation: &str,
+    continuous_aggregate: bool,
+    wanted: Option<String>,
+) -> Result<(), StoreError> {
+    // A continuous aggregate's jobs name its materialisation hypertable.
+    let current_sql = if continuous_aggregate {
+        "SELECT j.config->>'drop_after' FROM timescaledb_information.jobs j
+           JOIN timescaledb_information.continuous_aggregates c
+             ON c.materialization_hypertable_schema = j.hypertable_schema
+            AND c.materialization_hypertable_name = j.hypertable_name
+          WHERE c.view_name = $1 AND j.proc_name = 'policy_retention'"
+    } else {
+        "SELECT config->>'drop_after' FROM timescaledb_information.jobs
+          WHERE hypertable_name = $1 AND proc_name = 'policy_retention'"
+    };
+    let current: Option<String> = client.query_opt(current_sql, &[&relation]).await?.and_then(|row| row.get(0));
+    if current == wanted {
+        return Ok(());
+    }
+    client.execute("SELECT remove_retention_policy($1::text::regclass, if_exists => true)", &[&relation]).await?;
+    if let Some(days) = wanted {
+        client
+            .execute("SELECT add_retention_policy($1::text::regclass, $2::text::interval)", &[&relation, &days])
+            .await?;
+    }
+    Ok(())
 }
 
 /// A poisoned lock only means another task panicked mid-update of a cache;

@@ -1,7 +1,9 @@
 //! One batch, one transaction: register new sensors, turn rain counters into
 //! interval rows against the stored counter state, binary-COPY every kind's
-//! rows and the rejected messages, commit. The caller acknowledges the batch's
-//! MQTT messages only after this returns `Ok`.
+//! rows and the rejected messages, add the rows inserted to the rollups
+//! (native backend, [`crate::rollups`]) and announce them ([`crate::changes`]),
+//! commit. The caller acknowledges the batch's MQTT messages only after this
+//! returns `Ok`.
 //!
 //! Exactly once per (sensor_id, ts): duplicates inside the batch are dropped in
 //! memory; duplicates of stored rows (a message redelivered after a crash) make
@@ -18,11 +20,12 @@ use chrono::{DateTime, Utc};
 use citygauge_domain::quality;
 use citygauge_domain::rain::{counter_step, CounterState, CounterStep};
 use citygauge_domain::{CounterReading, Kind, NewSensor, QualityLevel, Reading, RejectReason, Values};
+use deadpool_postgres::ClientWrapper;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Transaction;
 
-use crate::StoreError;
+use crate::{changes, rollups, StoreError};
 
 /// Everything a group of MQTT messages became, to be stored atomically.
 #[derive(Debug, Default)]
@@ -90,7 +93,7 @@ enum Mode {
 
 /// Writes `batch` in one transaction. `timescaledb`: the tables are
 /// hypertables, whose compressed chunks need room to decompress.
-pub async fn write(client: &mut Client, batch: &Batch, timescaledb: bool) -> Result<WriteReport, StoreError> {
+pub async fn write(client: &mut ClientWrapper, batch: &Batch, timescaledb: bool) -> Result<WriteReport, StoreError> {
     match write_once(client, batch, Mode::Direct, timescaledb).await {
         Err(e) if e.is_unique_violation() => write_once(client, batch, Mode::SkipDuplicates, timescaledb).await,
         result => result,
@@ -98,11 +101,13 @@ pub async fn write(client: &mut Client, batch: &Batch, timescaledb: bool) -> Res
 }
 
 async fn write_once(
-    client: &mut Client,
+    client: &mut ClientWrapper,
     batch: &Batch,
     mode: Mode,
     timescaledb: bool,
 ) -> Result<WriteReport, StoreError> {
+    // TimescaleDB keeps its continuous aggregates itself.
+    let maintain_rollups = !timescaledb;
     let mut report = WriteReport::default();
     let tx = client.transaction().await?;
     if timescaledb {
@@ -126,17 +131,29 @@ async fn write_once(
             report.duplicates += 1;
         }
     }
+    // What was actually inserted, in kind order: the rollups and the change
+    // stream must count a redelivered row once, as the tables do.
+    let mut inserted: Vec<&Reading> = Vec::with_capacity(batch.readings.len() + counters.readings.len());
     for kind in Kind::ALL {
         let Some(rows) = by_kind.get(&kind) else { continue };
-        let stored = match mode {
-            Mode::Direct => copy_readings(&tx, kind.as_str(), kind, rows).await?,
-            Mode::SkipDuplicates => insert_skipping_duplicates(&tx, kind, rows).await?,
-        };
+        let before = inserted.len();
+        match mode {
+            Mode::Direct => {
+                copy_readings(&tx, kind.as_str(), kind, rows).await?;
+                inserted.extend(rows);
+            }
+            Mode::SkipDuplicates => insert_skipping_duplicates(&tx, kind, rows, &mut inserted).await?,
+        }
+        let stored = (inserted.len() - before) as u64;
         report.stored_by_kind[kind as usize] += stored;
         report.duplicates += rows.len() as u64 - stored;
     }
     let rejected: Vec<&RejectedMessage> = batch.rejected.iter().chain(&counters.rejected).collect();
     report.rejected = copy_rejected(&tx, &rejected).await?;
+    if maintain_rollups {
+        rollups::apply(&tx, &inserted).await?;
+    }
+    notify_readings(&tx, &inserted).await?;
     tx.commit().await?;
     Ok(report)
 }
@@ -215,8 +232,30 @@ async fn copy_readings(tx: &Transaction<'_>, table: &str, kind: Kind, rows: &[&R
     Ok(writer.finish().await?)
 }
 
-/// COPY into a per-connection staging table, then insert what is new.
-async fn insert_skipping_duplicates(tx: &Transaction<'_>, kind: Kind, rows: &[&Reading]) -> Result<u64, StoreError> {
+/// Announces the inserted rows on [`changes::READINGS_CHANNEL`]; delivered
+/// to listeners only if this transaction commits.
+async fn notify_readings(tx: &deadpool_postgres::Transaction<'_>, inserted: &[&Reading]) -> Result<(), StoreError> {
+    if inserted.is_empty() {
+        return Ok(());
+    }
+    let payloads = changes::encode(inserted);
+    let statement = tx
+        .prepare_cached(
+            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) WITH ORDINALITY AS p(payload, i) ORDER BY i",
+        )
+        .await?;
+    tx.execute(&statement, &[&changes::READINGS_CHANNEL, &payloads]).await?;
+    Ok(())
+}
+
+/// COPY into a per-connection staging table, then insert what is new and
+/// add those rows to `inserted`.
+async fn insert_skipping_duplicates<'r>(
+    tx: &Transaction<'_>,
+    kind: Kind,
+    rows: &[&'r Reading],
+    inserted: &mut Vec<&'r Reading>,
+) -> Result<(), StoreError> {
     let table = kind.as_str();
     let stage = format!("stage_{table}");
     tx.batch_execute(&format!(
@@ -224,13 +263,21 @@ async fn insert_skipping_duplicates(tx: &Transaction<'_>, kind: Kind, rows: &[&R
     ))
     .await?;
     copy_readings(tx, &stage, kind, rows).await?;
-    let inserted = tx
-        .execute(&format!("INSERT INTO {table} SELECT * FROM {stage} ON CONFLICT (sensor_id, ts) DO NOTHING"), &[])
+    let new_rows = tx
+        .query(
+            &format!(
+                "INSERT INTO {table} SELECT * FROM {stage} ON CONFLICT (sensor_id, ts) DO NOTHING RETURNING sensor_id, ts"
+            ),
+            &[],
+        )
         .await?;
     // ON COMMIT DELETE ROWS only empties the stage at commit; a second use in
     // this transaction must not see these rows again.
     tx.batch_execute(&format!("TRUNCATE {stage}")).await?;
-    Ok(inserted)
+    let new_keys: HashSet<(String, DateTime<Utc>)> = new_rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    // Rows are unique per (sensor_id, ts) here (deduplicated in memory).
+    inserted.extend(rows.iter().filter(|r| new_keys.contains(&(r.sensor_id.clone(), r.ts))));
+    Ok(())
 }
 
 async fn copy_rejected(tx: &Transaction<'_>, rejected: &[&RejectedMessage]) -> Result<u64, StoreError> {
@@ -269,15 +316,29 @@ async fn register_pending(tx: &Transaction<'_>, sensors: &[NewSensor]) -> Result
     let kinds: Vec<&str> = sensors.iter().map(|s| s.kind.as_str()).collect();
     let euis: Vec<Option<&str>> = sensors.iter().map(|s| s.dev_eui.as_deref()).collect();
     let profiles: Vec<Option<&str>> = sensors.iter().map(|s| s.device_profile.as_deref()).collect();
-    Ok(tx
-        .execute(
+    let registered: Vec<String> = tx
+        .query(
             "INSERT INTO sensors (id, kind, status, dev_eui, device_profile, first_seen)
              SELECT id, kind, 'pending', eui, profile, now()
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, kind, eui, profile)
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT DO NOTHING
+             RETURNING id",
             &[&ids, &kinds, &euis, &profiles],
         )
-        .await?)
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if !registered.is_empty() {
+        notify_sensors(tx, &registered).await?;
+    }
+    Ok(registered.len() as u64)
+}
+
+/// Announces registry changes on [`changes::SENSORS_CHANNEL`].
+pub(crate) async fn notify_sensors<S: AsRef<str>>(tx: &Transaction<'_>, ids: &[S]) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_notify($1, $2)", &[&changes::SENSORS_CHANNEL, &changes::encode_sensor_ids(ids)]).await?;
+    Ok(())
 }
 
 #[derive(Default)]

@@ -24,7 +24,7 @@ async fn migrations_are_idempotent_and_refuse_a_newer_schema() -> anyhow::Result
     let report = store.migrate().await?;
     assert!(report.applied.is_empty(), "the template was migrated already");
     assert_eq!(report.version, citygauge_store::migrate::latest_version());
-    assert_eq!(db.count("SELECT count(*) FROM schema_migrations").await?, 1);
+    assert_eq!(db.count("SELECT count(*) FROM schema_migrations").await?, citygauge_store::MIGRATIONS.len() as i64);
 
     db.client()
         .await?
@@ -188,5 +188,26 @@ async fn import_upserts_and_takes_euis_from_pending_sensors() -> anyhow::Result<
     assert_eq!((old.get::<_, String>(0), old.get::<_, Option<String>>(1)), ("retired".into(), None));
     let registry = store.load_registry().await?;
     assert_eq!(registry.by_dev_eui("70b3d57ed0001234").map(|s| s.id.as_str()), Some("kh-fd-0007"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_loaded_registry_knows_the_aliases_the_file_gave() -> anyhow::Result<()> {
+    use citygauge_domain::registry::NamedSensor;
+    let db = database().await?;
+    let store = Store::new(StoreConfig::new(&db.url))?;
+    // A list in GeoJSON, a `|`-separated cell in CSV: both are stored as given.
+    let csv = "id,kind,lon,lat,aliases\n\
+               kh-aq-0201,air_quality,120.30,22.62,urn:dev:ow:10e2073a01080063|airbox-77\n";
+    let records = file::parse("sensors.csv", csv.as_bytes())?;
+    assert_eq!(records[0].aliases(), ["urn:dev:ow:10e2073a01080063", "airbox-77"]);
+    store.import_sensors(&records).await?;
+    let registry = store.load_registry().await?;
+    for name in ["urn:dev:ow:10e2073a01080063", "airbox-77"] {
+        match registry.lookup_name(name, &[]) {
+            NamedSensor::Registered(sensor) => assert_eq!(sensor.id, "kh-aq-0201", "{name}"),
+            _ => panic!("{name} does not resolve to kh-aq-0201"),
+        }
+    }
     Ok(())
 }
