@@ -63,7 +63,8 @@ fn run(scenario: Scenario, hours: i64) -> Outcome {
     let (mut stored, mut rejected, mut keys) = (0, Vec::new(), HashSet::new());
     let mut flagged = BTreeMap::new();
     for m in &out {
-        let decoded = normaliser.normalise(&Message { topic: &m.topic, payload: &m.payload, received_at }, &registry);
+        let decoded = normaliser
+            .normalise(&Message { topic: &m.topic, payload: &m.payload, received_at, content_type: None }, &registry);
         stored += decoded.readings.len() + decoded.counters.len();
         keys.extend(decoded.readings.iter().map(|r| (r.sensor_id.clone(), r.ts)));
         keys.extend(decoded.counters.iter().map(|r| (r.sensor_id.clone(), r.ts)));

@@ -36,6 +36,12 @@ pub enum DomainError {
     UnknownDevice(String),
     #[error("device profile `{0}` is not configured")]
     UnknownDeviceProfile(String),
+    #[error("timestamp {ts} is {problem}")]
+    TimestampOutOfWindow { ts: String, problem: String },
+    #[error("{0}")]
+    IdentityMismatch(String),
+    #[error("topic `{topic}` may not write sensor `{sensor_id}` ({why})")]
+    SourceNotAllowed { topic: String, sensor_id: String, why: String },
     #[error("registry file, {location}: {problem}")]
     RegistryFile { location: String, problem: String },
 }
@@ -59,6 +65,14 @@ pub enum RejectReason {
     UnknownDevice,
     UnknownDeviceProfile,
     CounterOutOfOrder,
+    /// Stamped further back than `max_backfill_days` or further ahead than
+    /// `max_future_s` (or a counter value stamped ahead of its receipt).
+    TimestampOutOfWindow,
+    /// A LoRaWAN uplink whose body names another device than its topic.
+    IdentityMismatch,
+    /// A record for a sensor its topic is not bound to (`senml_sources`, or a
+    /// SenML pack on another sensor's own topic).
+    SourceNotAllowed,
     /// The database refused the row itself (a safety net: should not happen).
     StoreRejected,
     /// The decoder failed on the message (a bug, kept for its report).
@@ -67,7 +81,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, for pre-registering metric label values.
-    pub const ALL: [RejectReason; 17] = [
+    pub const ALL: [RejectReason; 20] = [
         Self::Oversized,
         Self::MalformedPayload,
         Self::UnknownTopic,
@@ -83,6 +97,9 @@ impl RejectReason {
         Self::UnknownDevice,
         Self::UnknownDeviceProfile,
         Self::CounterOutOfOrder,
+        Self::TimestampOutOfWindow,
+        Self::IdentityMismatch,
+        Self::SourceNotAllowed,
         Self::StoreRejected,
         Self::DecoderFault,
     ];
@@ -104,6 +121,9 @@ impl RejectReason {
             Self::UnknownDevice => "unknown_device",
             Self::UnknownDeviceProfile => "unknown_device_profile",
             Self::CounterOutOfOrder => "counter_out_of_order",
+            Self::TimestampOutOfWindow => "timestamp_out_of_window",
+            Self::IdentityMismatch => "identity_mismatch",
+            Self::SourceNotAllowed => "source_not_allowed",
             Self::StoreRejected => "store_rejected",
             Self::DecoderFault => "decoder_fault",
         }
@@ -134,10 +154,35 @@ impl DomainError {
             Self::RetiredSensor(_) => RejectReason::RetiredSensor,
             Self::UnknownDevice(_) => RejectReason::UnknownDevice,
             Self::UnknownDeviceProfile(_) => RejectReason::UnknownDeviceProfile,
+            Self::TimestampOutOfWindow { .. } => RejectReason::TimestampOutOfWindow,
+            Self::IdentityMismatch(_) => RejectReason::IdentityMismatch,
+            Self::SourceNotAllowed { .. } => RejectReason::SourceNotAllowed,
         }
     }
 
     pub(crate) fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self::InvalidValue { field: field.into(), problem: problem.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_are_distinct_and_cover_the_new_ones() {
+        let codes: std::collections::BTreeSet<&str> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(codes.len(), RejectReason::ALL.len());
+        for code in ["timestamp_out_of_window", "identity_mismatch", "source_not_allowed"] {
+            assert!(codes.contains(code), "{code}");
+        }
+        let errors = [
+            DomainError::TimestampOutOfWindow { ts: "t".into(), problem: "p".into() },
+            DomainError::IdentityMismatch("x".into()),
+            DomainError::SourceNotAllowed { topic: "t".into(), sensor_id: "s".into(), why: "w".into() },
+        ];
+        for error in errors {
+            assert!(RejectReason::ALL.contains(&error.reason()), "{error}");
+        }
     }
 }

@@ -9,14 +9,17 @@
 //!
 //! The ingest daemon owns the I/O around it; tests here need no database.
 
+pub mod aqi;
 pub mod decode;
 mod error;
 pub mod kind;
 pub mod normalise;
 pub mod quality;
 pub mod rain;
+pub mod rain_window;
 pub mod reading;
 pub mod registry;
+pub mod rollup;
 pub mod time;
 pub mod topic;
 pub mod unit;

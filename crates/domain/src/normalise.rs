@@ -1,7 +1,8 @@
-//! One MQTT message in, the rows it becomes out: decode by topic, resolve each
-//! record's sensor in the registry, build the kind's values in canonical
-//! units, run the quality checks. Nothing is dropped silently: what cannot be
-//! stored comes back as a [`Rejection`] with a reason code and a detail.
+//! One MQTT message in, the rows it becomes out: decode by topic, content type
+//! and shape, resolve each record's sensor in the registry, build the kind's
+//! values in canonical units, run the quality checks. Nothing is dropped
+//! silently: what cannot be stored comes back as a [`Rejection`] with a reason
+//! code and a detail.
 
 use std::collections::HashMap;
 
@@ -14,6 +15,7 @@ use crate::quality::{self, QualityConfig, SpikeTracker};
 use crate::rain::DEFAULT_BUCKET_MM;
 use crate::reading::{AirQuality, CounterReading, Quality, QualityLevel, Reading, Streetlight, Values};
 use crate::registry::{NewSensor, Registry, SensorInfo, SensorStatus};
+use crate::time;
 use crate::topic::{self, Route};
 use crate::unit::round_significant;
 use crate::{DomainError, RejectReason};
@@ -29,7 +31,14 @@ pub struct NormaliseConfig {
     pub max_payload_bytes: usize,
     pub profiles: DeviceProfiles,
     pub quality: QualityConfig,
+    /// URN prefixes followed by a sensor id in SenML names.
+    pub urn_prefixes: Vec<String>,
+    /// Topics bound to the sensors they may write.
+    pub senml_sources: SourceBindings,
 }
+
+/// The URN prefix a SenML name may put before a sensor id by default.
+pub const DEFAULT_URN_PREFIX: &str = "urn:dev:city:";
 
 impl Default for NormaliseConfig {
     fn default() -> Self {
@@ -39,6 +48,8 @@ impl Default for NormaliseConfig {
             max_payload_bytes: 256 * 1024,
             profiles: DeviceProfiles::default(),
             quality: QualityConfig::default(),
+            urn_prefixes: vec![DEFAULT_URN_PREFIX.to_string()],
+            senml_sources: SourceBindings::default(),
         }
     }
 }
@@ -49,6 +60,80 @@ pub struct Message<'a> {
     pub topic: &'a str,
     pub payload: &'a [u8],
     pub received_at: DateTime<Utc>,
+    /// The MQTT 5 content type, when the publisher set one.
+    pub content_type: Option<&'a str>,
+}
+
+/// The sensor whose own topic a SenML pack came on, and its kind.
+type OwnSensor<'a> = Option<(Kind, &'a str)>;
+
+/// How a message's payload is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format<'a> {
+    Canonical {
+        kind: Kind,
+        sensor_id: &'a str,
+    },
+    /// SenML; on a sensor's own topic, confined to that sensor.
+    SenMl {
+        own: OwnSensor<'a>,
+    },
+    ChirpStack {
+        dev_eui: &'a str,
+    },
+    TheThingsStack {
+        device_id: &'a str,
+    },
+}
+
+/// What a content type says about the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Declared {
+    SenMl,
+    /// Plain JSON: read as the topic says, never sniffed.
+    Json,
+    Unknown,
+}
+
+fn declared(content_type: Option<&str>) -> Declared {
+    let Some(ct) = content_type else { return Declared::Unknown };
+    // Parameters (`; charset=utf-8`) do not change the format.
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case(decode::senml::CONTENT_TYPE) {
+        Declared::SenMl
+    } else if essence.eq_ignore_ascii_case("application/json") {
+        Declared::Json
+    } else {
+        Declared::Unknown
+    }
+}
+
+/// Chooses the format: the content type `application/senml+json` means SenML
+/// on any topic; otherwise the topic decides, except that a payload shaped
+/// like a SenML pack is SenML on a sensor's own topic or on a topic no format
+/// claims (unless the content type says plain JSON).
+fn format<'a>(msg: &Message<'a>, prefix: &str) -> Result<Format<'a>, DomainError> {
+    let declared = declared(msg.content_type);
+    let route = topic::route(msg.topic, prefix);
+    let own = match route {
+        Ok(Route::Canonical { kind, sensor_id }) => Some((kind, sensor_id)),
+        _ => None,
+    };
+    let senml = || match declared {
+        Declared::SenMl => true,
+        Declared::Json => false,
+        Declared::Unknown => decode::senml::looks_like_senml(msg.payload),
+    };
+    match route {
+        _ if declared == Declared::SenMl => Ok(Format::SenMl { own }),
+        Ok(Route::Canonical { kind, sensor_id }) if !senml() => Ok(Format::Canonical { kind, sensor_id }),
+        Ok(Route::Canonical { .. }) => Ok(Format::SenMl { own }),
+        Ok(Route::SenMl) => Ok(Format::SenMl { own: None }),
+        Ok(Route::ChirpStack { dev_eui }) => Ok(Format::ChirpStack { dev_eui }),
+        Ok(Route::TheThingsStack { device_id }) => Ok(Format::TheThingsStack { device_id }),
+        Err(_) if senml() => Ok(Format::SenMl { own: None }),
+        Err(e) => Err(e),
+    }
 }
 
 /// Why (part of) a message was not stored.
@@ -92,11 +177,15 @@ impl Normaliser {
         let mut out = Decoded::default();
         match self.decode(msg, registry) {
             Err(e) => out.rejection = Some(Rejection { reason: e.reason(), detail: e.to_string() }),
-            Ok(records) => {
+            Ok((records, own)) => {
                 let total = records.len();
                 let mut failures = Vec::new();
+                let allowed = self.config.senml_sources.for_topic(msg.topic);
                 for (i, record) in records.into_iter().enumerate() {
-                    let result = record.and_then(|r| self.accept(r, msg.received_at, registry, &mut out));
+                    let bound = allowed.as_ref().map(|a| (a, &self.config.senml_sources));
+                    let result = record
+                        .and_then(|r| confine(r, msg.topic, own, bound))
+                        .and_then(|r| self.accept(r, msg.received_at, registry, &mut out));
                     if let Err(e) = result {
                         failures.push((i, e));
                     }
@@ -107,26 +196,29 @@ impl Normaliser {
         out
     }
 
-    fn decode(&self, msg: &Message<'_>, registry: &Registry) -> Result<Records, DomainError> {
+    /// Decodes the message's records; for SenML on a sensor's own topic, also
+    /// that sensor, which every record must be.
+    fn decode<'m>(&self, msg: &Message<'m>, registry: &Registry) -> Result<(Records, OwnSensor<'m>), DomainError> {
         if msg.payload.len() > self.config.max_payload_bytes {
             return Err(DomainError::Oversized { bytes: msg.payload.len(), limit: self.config.max_payload_bytes });
         }
-        let route = topic::route(msg.topic, &self.config.topic_prefix)?;
-        let ctx = DecodeContext {
-            registry,
-            profiles: &self.config.profiles,
-            tz: self.config.tz,
-            received_at: msg.received_at,
-        };
+        let format = format(msg, &self.config.topic_prefix)?;
+        let mut ctx = DecodeContext::new(registry, &self.config.profiles, self.config.tz, msg.received_at);
+        ctx.urn_prefixes = &self.config.urn_prefixes;
         let json = || -> Result<serde_json::Value, DomainError> {
             serde_json::from_slice(msg.payload).map_err(|e| DomainError::MalformedPayload(e.to_string()))
         };
-        match route {
-            Route::Canonical { kind, sensor_id } => decode::canonical::decode(kind, sensor_id, &json()?, &ctx),
+        match format {
+            Format::Canonical { kind, sensor_id } => {
+                Ok((decode::canonical::decode(kind, sensor_id, &json()?, &ctx)?, None))
+            }
             // The bulk path reads the payload without building a JSON tree.
-            Route::SenMl => decode::senml::decode(msg.payload, &ctx),
-            Route::ChirpStack { dev_eui } => decode::lorawan::decode_chirpstack(dev_eui, &json()?, &ctx),
-            Route::TheThingsStack { .. } => decode::lorawan::decode_tts(&json()?, &ctx),
+            Format::SenMl { own } => {
+                ctx.own_sensor = own;
+                Ok((decode::senml::decode(msg.payload, &ctx)?, own))
+            }
+            Format::ChirpStack { dev_eui } => Ok((decode::lorawan::decode_chirpstack(dev_eui, &json()?, &ctx)?, None)),
+            Format::TheThingsStack { device_id } => Ok((decode::lorawan::decode_tts(device_id, &json()?, &ctx)?, None)),
         }
     }
 
@@ -138,8 +230,10 @@ impl Normaliser {
         registry: &Registry,
         out: &mut Decoded,
     ) -> Result<(), DomainError> {
-        let sensor = self.resolve(&record, registry, out)?;
         let ts = record.ts.unwrap_or(received_at);
+        let q = &self.config.quality;
+        time::check_window(ts, received_at, q.max_backfill, q.max_future)?;
+        let sensor = self.resolve(&record, registry, out)?;
         let mut fields = record.fields;
         // The first value of a field wins, as the first record of a pack does.
         let mut seen = 0u32;
@@ -154,17 +248,31 @@ impl Normaliser {
             Kind::Rainfall => match rainfall(&fields, sensor, &mut quality)? {
                 RainInput::Interval(values) => values,
                 RainInput::Counter(counter_mm) => {
-                    let mut counter = CounterReading { sensor_id: record.sensor_id, ts, counter_mm, quality };
                     // Range and time checks apply to counters too.
                     let mut probe = Reading {
-                        sensor_id: counter.sensor_id.clone(),
+                        sensor_id: record.sensor_id,
                         ts,
                         values: Values::Rainfall { rain_mm: 0.0, interval_s: None },
-                        quality: Quality::default(),
+                        quality,
                     };
                     self.check(&mut probe, sensor, received_at);
-                    counter.quality = probe.quality;
-                    out.counters.push(counter);
+                    // The store derives intervals from the gauge's last counter
+                    // value: a value whose time cannot be trusted would become
+                    // that state (one stamped ahead turns every genuine value
+                    // after it into `counter_out_of_order`). It is refused.
+                    let untrusted = probe.quality.reasons.iter().find(|r| *r == "future_ts" || *r == "clock_unset");
+                    if let Some(flag) = untrusted {
+                        return Err(DomainError::TimestampOutOfWindow {
+                            ts: ts.to_rfc3339(),
+                            problem: format!(
+                                "`{flag}` for its receipt at {} (future_tolerance_s {}); a rain counter value with an untrusted time would become the gauge's counter state",
+                                received_at.to_rfc3339(),
+                                self.config.quality.future_tolerance.num_seconds()
+                            ),
+                        });
+                    }
+                    let Reading { sensor_id, quality, .. } = probe;
+                    out.counters.push(CounterReading { sensor_id, ts, counter_mm, quality });
                     return Ok(());
                 }
             },
@@ -216,6 +324,35 @@ impl Normaliser {
             }
         }
     }
+}
+
+/// Refuses a record its topic may not write: SenML on a sensor's own topic
+/// writes only that sensor; a topic bound in `senml_sources` only its sensors.
+fn confine(
+    record: RawRecord,
+    topic: &str,
+    own: Option<(Kind, &str)>,
+    bound: Option<(&Allowed, &SourceBindings)>,
+) -> Result<RawRecord, DomainError> {
+    let refuse = |why: String| DomainError::SourceNotAllowed {
+        topic: topic.chars().take(128).collect(),
+        sensor_id: record.sensor_id.clone(),
+        why,
+    };
+    if let Some((kind, id)) = own {
+        if record.sensor_id != id {
+            return Err(refuse(format!("a SenML pack on sensor `{id}`'s own topic writes only that sensor")));
+        }
+        if record.kind != kind {
+            return Err(kind_mismatch(id, kind, record.kind));
+        }
+    }
+    if let Some((allowed, all)) = bound {
+        if !allowed.permits(all, &record.sensor_id) {
+            return Err(refuse(format!("senml_sources binds it by {}", allowed.filters(all))));
+        }
+    }
+    Ok(record)
 }
 
 fn kind_mismatch(sensor_id: &str, registered: Kind, got: Kind) -> DomainError {
@@ -326,5 +463,10 @@ fn streetlight(fields: &[(Field, FieldValue)]) -> Result<Streetlight, DomainErro
     Ok(light)
 }
 
+mod sources;
+pub use sources::{Allowed, SourceBindings};
+
+#[cfg(test)]
+mod hardening;
 #[cfg(test)]
 mod tests;

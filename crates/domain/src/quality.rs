@@ -5,8 +5,12 @@
 //! - `out_of_range:<column>` (bad): outside the physical range of the kind, or
 //!   of the sensor's own `valid_min`/`valid_max`;
 //! - `spike:<column>` (suspect): changed faster than the quantity can, against
-//!   the sensor's last good value (a QARTOD-style rate-of-change test);
-//! - `future_ts` (bad): stamped later than now plus the tolerance;
+//!   the sensor's last good value (a QARTOD-style rate-of-change test), which
+//!   re-baselines after a run of consecutive mutually consistent readings;
+//!   readings with an untrusted time never change its state;
+//! - `future_ts` (bad): stamped later than now plus the tolerance (further
+//!   ahead than `max_future`, or further back than `max_backfill`, a reading
+//!   is refused instead: [`crate::time::check_window`]);
 //! - `clock_unset` (bad): stamped before 2000, a logger whose clock was never set.
 
 use std::collections::HashMap;
@@ -63,39 +67,77 @@ const SPIKE_WINDOW: Duration = Duration::hours(1);
 /// second apart is not a spike.
 const MIN_RATE_SPAN_S: f64 = 60.0;
 
-/// How far ahead of now a timestamp may be (clock drift) before it is bad.
+/// How readings are judged in time and against their neighbours.
 #[derive(Debug, Clone, Copy)]
 pub struct QualityConfig {
+    /// How far ahead of now a timestamp may be (clock drift) before it is bad.
     pub future_tolerance: Duration,
+    /// Readings stamped earlier than now minus this are refused
+    /// (`timestamp_out_of_window`), see [`crate::time::check_window`].
+    pub max_backfill: Duration,
+    /// Readings stamped later than now plus this are refused; between
+    /// `future_tolerance` and this they are kept, flagged `future_ts`.
+    pub max_future: Duration,
+    /// The spike test trusts a new level after this many consecutive readings
+    /// that agree with each other but not with the last good value: then the
+    /// old value was the outlier (or the level really moved), and the run's
+    /// last reading is not flagged.
+    pub spike_rebaseline_after: u32,
 }
+
+/// Defaults of [`QualityConfig`], also the daemon's option defaults.
+pub const DEFAULT_FUTURE_TOLERANCE_S: i64 = 300;
+pub const DEFAULT_MAX_BACKFILL_DAYS: i64 = 30;
+pub const DEFAULT_MAX_FUTURE_S: i64 = 86_400;
+pub const DEFAULT_SPIKE_REBASELINE_AFTER: u32 = 3;
 
 impl Default for QualityConfig {
     fn default() -> Self {
-        QualityConfig { future_tolerance: Duration::minutes(5) }
+        QualityConfig {
+            future_tolerance: Duration::seconds(DEFAULT_FUTURE_TOLERANCE_S),
+            max_backfill: Duration::days(DEFAULT_MAX_BACKFILL_DAYS),
+            max_future: Duration::seconds(DEFAULT_MAX_FUTURE_S),
+            spike_rebaseline_after: DEFAULT_SPIKE_REBASELINE_AFTER,
+        }
     }
 }
 
-/// The last good value of each (sensor, column) for the spike test. Keyed by
-/// sensor so the per-reading lookup borrows the id instead of cloning it.
+/// One value at one time.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    ts: DateTime<Utc>,
+    value: f64,
+}
+
+/// The spike test's state for one (sensor, column): the last good value, and
+/// the run of consecutive readings that disagreed with it but agree with each
+/// other (a candidate new level).
+#[derive(Debug)]
+struct Track {
+    field: Field,
+    anchor: Point,
+    run: Vec<Point>,
+}
+
+/// The spike test's state per sensor. Keyed by sensor so the per-reading
+/// lookup borrows the id instead of cloning it. Only readings whose own time
+/// is credible (not `future_ts`, not `clock_unset`) and in range ever change it.
 #[derive(Debug, Default)]
 pub struct SpikeTracker {
-    last_good: HashMap<String, Vec<(Field, DateTime<Utc>, f64)>>,
+    tracks: HashMap<String, Vec<Track>>,
 }
 
 impl SpikeTracker {
-    fn last(&self, sensor: &str, field: Field) -> Option<(DateTime<Utc>, f64)> {
-        self.last_good.get(sensor)?.iter().find(|(f, _, _)| *f == field).map(|&(_, ts, v)| (ts, v))
+    fn track(&mut self, sensor: &str, field: Field) -> Option<&mut Track> {
+        self.tracks.get_mut(sensor)?.iter_mut().find(|t| t.field == field)
     }
 
-    fn set(&mut self, sensor: &str, field: Field, ts: DateTime<Utc>, value: f64) {
-        let fields = match self.last_good.get_mut(sensor) {
-            Some(fields) => fields,
-            None => self.last_good.entry(sensor.to_string()).or_default(),
+    fn start(&mut self, sensor: &str, field: Field, anchor: Point) {
+        let tracks = match self.tracks.get_mut(sensor) {
+            Some(tracks) => tracks,
+            None => self.tracks.entry(sensor.to_string()).or_default(),
         };
-        match fields.iter_mut().find(|(f, _, _)| *f == field) {
-            Some(slot) => *slot = (field, ts, value),
-            None => fields.push((field, ts, value)),
-        }
+        tracks.push(Track { field, anchor, run: Vec::new() });
     }
 }
 
@@ -107,11 +149,14 @@ pub fn check(
     config: &QualityConfig,
     spikes: &mut SpikeTracker,
 ) {
+    let mut credible_time = true;
     if reading.ts > now + config.future_tolerance {
         reading.quality.flag(QualityLevel::Bad, "future_ts");
+        credible_time = false;
     }
     if reading.ts.timestamp() < 946_684_800 {
         reading.quality.flag(QualityLevel::Bad, "clock_unset");
+        credible_time = false;
     }
     let kind = reading.kind();
     for &field in kind.columns() {
@@ -127,8 +172,13 @@ pub fn check(
             reading.quality.flag(QualityLevel::Bad, format!("out_of_range:{field}"));
             continue;
         }
-        if let Some(max_rate) = max_rate_per_s(field) {
-            spike_check(reading, field, value, max_rate, spikes);
+        // A reading whose time cannot be trusted says nothing about the rate
+        // of change, and must not become the value others are judged by.
+        if let (Some(max_rate), true) = (max_rate_per_s(field), credible_time) {
+            let point = Point { ts: reading.ts, value };
+            if spike_check(&reading.sensor_id, field, point, max_rate, config.spike_rebaseline_after, spikes) {
+                reading.quality.flag(QualityLevel::Suspect, format!("spike:{field}"));
+            }
         }
     }
     check_rain_rate(reading);
@@ -145,20 +195,55 @@ pub fn check_rain_rate(reading: &mut Reading) {
     }
 }
 
-fn spike_check(reading: &mut Reading, field: Field, value: f64, max_rate: f64, spikes: &mut SpikeTracker) {
-    match spikes.last(&reading.sensor_id, field) {
-        Some((ts, last)) if (reading.ts - ts).abs() <= SPIKE_WINDOW => {
-            let span = ((reading.ts - ts).num_milliseconds().abs() as f64 / 1000.0).max(MIN_RATE_SPAN_S);
-            if (value - last).abs() / span > max_rate {
-                reading.quality.flag(QualityLevel::Suspect, format!("spike:{field}"));
-                return;
-            }
-            if reading.ts > ts {
-                spikes.set(&reading.sensor_id, field, reading.ts, value);
-            }
-        }
-        _ => spikes.set(&reading.sensor_id, field, reading.ts, value),
+/// Whether going from `a` to `b` is faster than the quantity can change.
+fn too_fast(a: Point, b: Point, max_rate: f64) -> bool {
+    let span = ((b.ts - a.ts).num_milliseconds().abs() as f64 / 1000.0).max(MIN_RATE_SPAN_S);
+    (b.value - a.value).abs() / span > max_rate
+}
+
+/// The rate-of-change test against the last good value; `true` is a spike.
+/// A run of `rebaseline_after` consecutive readings that agree with each other
+/// but not with the last good value replaces it: one wild value (a first value
+/// that was wrong, a glitch) costs at most `rebaseline_after - 1` flags.
+fn spike_check(
+    sensor: &str,
+    field: Field,
+    point: Point,
+    max_rate: f64,
+    rebaseline_after: u32,
+    spikes: &mut SpikeTracker,
+) -> bool {
+    let Some(track) = spikes.track(sensor, field) else {
+        spikes.start(sensor, field, point);
+        return false;
+    };
+    if (point.ts - track.anchor.ts).abs() > SPIKE_WINDOW {
+        // Older values say nothing: start again from this one.
+        track.anchor = point;
+        track.run.clear();
+        return false;
     }
+    if !too_fast(track.anchor, point, max_rate) {
+        if point.ts > track.anchor.ts {
+            track.anchor = point;
+        }
+        track.run.clear();
+        return false;
+    }
+    match track.run.last() {
+        Some(&last) if !too_fast(last, point, max_rate) => track.run.push(point),
+        _ => {
+            track.run.clear();
+            track.run.push(point);
+        }
+    }
+    if track.run.len() >= rebaseline_after.max(1) as usize {
+        let newest = track.run.iter().copied().max_by_key(|p| p.ts).unwrap_or(point);
+        track.anchor = newest;
+        track.run.clear();
+        return false;
+    }
+    true
 }
 
 /// The column a sensor's `valid_min`/`valid_max` speak of.
@@ -202,6 +287,36 @@ mod tests {
         // 2.1 -> 9.0 in a minute is a spike; 2.2 after it compares with 2.1;
         // +1.8 m in ten minutes is a fast but credible rise.
         assert_eq!(flags, ["", "", "spike:level_m", "", ""]);
+    }
+
+    #[test]
+    fn a_lasting_new_level_is_trusted_after_a_run_and_a_glitch_is_not() {
+        let mut spikes = SpikeTracker::default();
+        let flag = |m, v, spikes: &mut SpikeTracker| {
+            let mut r = level(m, v);
+            run(&mut r, None, spikes);
+            r.quality.reasons.join(",")
+        };
+        assert_eq!(flag(0, 2.0, &mut spikes), "");
+        // A jump that lasts (a sensor re-mounted, a gate opened): the first
+        // readings are suspect, then the run of consistent readings wins.
+        let jump: Vec<_> = (1..=4).map(|m| flag(m, 5.0, &mut spikes)).collect();
+        assert_eq!(jump, ["spike:level_m", "spike:level_m", "", ""]);
+        // Alternating glitches never form a run.
+        let glitches: Vec<_> =
+            [(5, 9.0), (6, 5.0), (7, 1.0), (8, 5.0)].iter().map(|&(m, v)| flag(m, v, &mut spikes)).collect();
+        assert_eq!(glitches, ["spike:level_m", "", "spike:level_m", ""]);
+    }
+
+    #[test]
+    fn readings_with_an_untrusted_time_leave_the_state_alone() {
+        let mut spikes = SpikeTracker::default();
+        let mut unset = level(0, 9.0);
+        unset.ts = DateTime::from_timestamp(60, 0).unwrap();
+        run(&mut unset, None, &mut spikes);
+        let mut future = level(60 * 48, 9.0);
+        run(&mut future, None, &mut spikes);
+        assert!(spikes.tracks.is_empty(), "{spikes:?}");
     }
 
     #[test]

@@ -93,12 +93,31 @@ pub struct NewSensor {
     pub device_profile: Option<String>,
 }
 
-/// An in-memory snapshot of the registry, indexed by id and by device EUI.
+/// An in-memory snapshot of the registry, indexed by id, by device EUI and by
+/// alias (other names a sensor is sent under, `installation.aliases`).
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     by_id: HashMap<String, SensorInfo>,
     id_by_eui: HashMap<String, String>,
+    id_by_alias: HashMap<String, String>,
 }
+
+/// What a name sent in place of a sensor id (a SenML name, a URN) means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NamedSensor<'r> {
+    /// A registered sensor: by its id, an alias, a configured URN prefix and
+    /// its id, or its device EUI (`urn:dev:mac:<EUI-64>`, `urn:dev:ow:<id>`).
+    Registered(&'r SensorInfo),
+    /// A configured URN prefix and an id the registry does not know (yet):
+    /// the id without the prefix, so it is registered as itself.
+    Unregistered(String),
+    /// Nothing matched: the name is the id.
+    AsIs,
+}
+
+/// RFC 9039 device URNs whose identifier is a 64-bit device id, matched
+/// against the registry's `dev_eui`.
+const EUI_URN_PREFIXES: [&str; 2] = ["urn:dev:mac:", "urn:dev:ow:"];
 
 impl Registry {
     pub fn new(sensors: impl IntoIterator<Item = SensorInfo>) -> Self {
@@ -120,6 +139,58 @@ impl Registry {
         self.by_id.get(id)
     }
 
+    /// Makes `alias` another name of sensor `id` (an id always wins over an
+    /// alias of another sensor). Registry files give them as
+    /// `installation.aliases`; see [`file::SensorRecord::aliases`].
+    pub fn insert_alias(&mut self, alias: impl Into<String>, id: impl Into<String>) {
+        self.id_by_alias.insert(alias.into(), id.into());
+    }
+
+    /// A registry of these records, aliases included.
+    pub fn from_records(records: &[file::SensorRecord]) -> Self {
+        let mut registry = Registry::new(records.iter().map(file::SensorRecord::info));
+        for record in records {
+            for alias in record.aliases() {
+                registry.insert_alias(alias, record.id.clone());
+            }
+        }
+        registry
+    }
+
+    pub fn by_alias(&self, alias: &str) -> Option<&SensorInfo> {
+        self.id_by_alias.get(alias).and_then(|id| self.by_id.get(id))
+    }
+
+    /// Resolves a name a sensor was sent under: its id, an alias, a
+    /// configured URN prefix followed by its id (`urn:dev:city:kh-aq-0201`),
+    /// or a device URN carrying its EUI (`urn:dev:mac:0024befffe804ff1`).
+    /// URN scheme and namespace compare case-insensitively (RFC 8141).
+    pub fn lookup_name(&self, name: &str, urn_prefixes: &[String]) -> NamedSensor<'_> {
+        if let Some(sensor) = self.by_id.get(name).or_else(|| self.by_alias(name)) {
+            return NamedSensor::Registered(sensor);
+        }
+        if !name.starts_with(['u', 'U']) {
+            return NamedSensor::AsIs;
+        }
+        for prefix in urn_prefixes {
+            if let Some(rest) = strip_prefix_ignore_case(name, prefix).filter(|r| !r.is_empty()) {
+                return match self.by_id.get(rest).or_else(|| self.by_alias(rest)) {
+                    Some(sensor) => NamedSensor::Registered(sensor),
+                    None => NamedSensor::Unregistered(rest.to_string()),
+                };
+            }
+        }
+        for prefix in EUI_URN_PREFIXES {
+            if let Some(sensor) = strip_prefix_ignore_case(name, prefix).and_then(|eui| {
+                let hex = eui.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+                hex.then(|| self.by_dev_eui(eui)).flatten()
+            }) {
+                return NamedSensor::Registered(sensor);
+            }
+        }
+        NamedSensor::AsIs
+    }
+
     pub fn by_dev_eui(&self, eui: &str) -> Option<&SensorInfo> {
         self.id_by_eui.get(&normalise_eui(eui)).and_then(|id| self.by_id.get(id))
     }
@@ -131,6 +202,11 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
 }
 
 /// Device EUIs compare as lowercase hex without separators: TTS sends them
@@ -163,6 +239,31 @@ mod tests {
         for eui in ["70b3d57ed0001234", "70B3D57ED0001234", "70-b3-d5-7e-d0-00-12-34"] {
             assert_eq!(registry.by_dev_eui(eui).unwrap().id, "kh-fd-0001", "{eui}");
         }
+    }
+
+    #[test]
+    fn urn_names_resolve_by_prefix_alias_and_eui() {
+        let mut air = SensorInfo::new("kh-aq-0201", Kind::AirQuality, SensorStatus::Active);
+        air.dev_eui = Some("0024befffe804ff1".into());
+        let ow = SensorInfo::new("kh-aq-0202", Kind::AirQuality, SensorStatus::Active);
+        let mut registry = Registry::new([air, ow]);
+        registry.insert_alias("urn:dev:ow:10e2073a01080063", "kh-aq-0202");
+        let prefixes = vec!["urn:dev:city:".to_string()];
+        let id = |name: &str| match registry.lookup_name(name, &prefixes) {
+            NamedSensor::Registered(s) => s.id.clone(),
+            NamedSensor::Unregistered(id) => format!("new {id}"),
+            NamedSensor::AsIs => format!("as is {name}"),
+        };
+        assert_eq!(id("kh-aq-0201"), "kh-aq-0201");
+        assert_eq!(id("urn:dev:city:kh-aq-0201"), "kh-aq-0201");
+        assert_eq!(id("URN:DEV:CITY:kh-aq-0201"), "kh-aq-0201");
+        assert_eq!(id("urn:dev:city:kh-aq-0999"), "new kh-aq-0999");
+        assert_eq!(id("urn:dev:mac:0024befffe804ff1"), "kh-aq-0201");
+        assert_eq!(id("urn:dev:mac:0024BEFFFE804FF1"), "kh-aq-0201");
+        assert_eq!(id("urn:dev:ow:10e2073a01080063"), "kh-aq-0202");
+        assert_eq!(id("urn:dev:mac:0024befffe804ff2"), "as is urn:dev:mac:0024befffe804ff2");
+        assert_eq!(id("urn:dev:city:"), "as is urn:dev:city:");
+        assert_eq!(id("kh-aq-0999"), "as is kh-aq-0999");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! zone, and epoch numbers in seconds, milliseconds, microseconds or
 //! nanoseconds, told apart by magnitude (seconds up to 1e11, i.e. year 5138).
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
@@ -33,6 +33,49 @@ pub fn in_range(t: DateTime<Utc>) -> Result<DateTime<Utc>, DomainError> {
         Ok(t)
     } else {
         Err(DomainError::InvalidTimestamp(format!("{t} is outside the years {EARLIEST_YEAR} to {LATEST_YEAR}")))
+    }
+}
+
+/// Refuses a reading stamped outside the window the platform stores:
+/// `max_backfill` before its receipt (a logger uploading its memory after an
+/// outage is welcome; older history is an import, not a stream) to
+/// `max_future` after it (clock drift, a wrong time zone). Outside it, a row
+/// would be a partition or chunk made for nothing, or a value that moves a
+/// gauge's state years ahead.
+pub fn check_window(
+    ts: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    max_backfill: Duration,
+    max_future: Duration,
+) -> Result<(), DomainError> {
+    let out = |problem: String| DomainError::TimestampOutOfWindow { ts: ts.to_rfc3339(), problem };
+    if ts < received_at - max_backfill {
+        return Err(out(format!(
+            "{} before its receipt at {}; readings older than max_backfill_days ({}) are not stored",
+            span(received_at - ts),
+            received_at.to_rfc3339(),
+            max_backfill.num_days()
+        )));
+    }
+    if ts > received_at + max_future {
+        return Err(out(format!(
+            "{} after its receipt at {}; readings further ahead than max_future_s ({}) are not stored: check the sender's clock and time zone",
+            span(ts - received_at),
+            received_at.to_rfc3339(),
+            max_future.num_seconds()
+        )));
+    }
+    Ok(())
+}
+
+/// A duration as people read it: `3 days`, `47 min`.
+fn span(d: Duration) -> String {
+    let s = d.num_seconds();
+    match s {
+        s if s >= 2 * 86_400 => format!("{} days", s / 86_400),
+        s if s >= 2 * 3600 => format!("{} h", s / 3600),
+        s if s >= 120 => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }
 
@@ -158,6 +201,26 @@ mod tests {
             assert_eq!(parse_json(&value, TAIPEI).unwrap(), want, "{value}");
         }
         assert_eq!(parse_json(&json!(1.5), TAIPEI).unwrap().timestamp_subsec_millis(), 500);
+    }
+
+    #[test]
+    fn the_window_names_the_option_that_refused() {
+        let now = utc("2026-11-22T00:00:00Z");
+        let (back, ahead) = (Duration::days(30), Duration::hours(24));
+        for ok in [now, now - Duration::days(30), now + Duration::hours(24), now - Duration::minutes(1)] {
+            assert!(check_window(ok, now, back, ahead).is_ok(), "{ok}");
+        }
+        let old = check_window(now - Duration::days(31), now, back, ahead).unwrap_err();
+        assert_eq!(old.reason().as_str(), "timestamp_out_of_window");
+        assert!(
+            old.to_string().contains("31 days before") && old.to_string().contains("max_backfill_days (30)"),
+            "{old}"
+        );
+        let ahead_err = check_window(utc("2099-01-01T00:00:00Z"), now, back, ahead).unwrap_err().to_string();
+        assert!(
+            ahead_err.contains("2099-01-01T00:00:00+00:00") && ahead_err.contains("max_future_s (86400)"),
+            "{ahead_err}"
+        );
     }
 
     #[test]

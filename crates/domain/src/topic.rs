@@ -6,6 +6,10 @@
 //! | `{prefix}/senml/{source...}` | SenML JSON pack (RFC 8428) |
 //! | `application/{app}/device/{dev_eui}/event/up` | ChirpStack v4 uplink |
 //! | `v3/{app}[@{tenant}]/devices/{device}/up` | The Things Stack v3 uplink |
+//!
+//! The topic is not the only word: a SenML content type or a SenML-shaped
+//! payload makes a message SenML on other topics too (see
+//! [`crate::normalise`]).
 
 use crate::kind::Kind;
 use crate::registry::validate_sensor_id;

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use citygauge_domain::decode::{DeviceProfileConfig, DeviceProfiles};
+use citygauge_domain::normalise::SourceBindings;
 use citygauge_domain::quality::QualityConfig;
-use citygauge_domain::{Kind, NormaliseConfig};
+use citygauge_domain::{DomainError, Kind, NormaliseConfig};
 use citygauge_store::{BackendPreference, StoreConfig};
 
 use crate::IngestError;
@@ -137,9 +138,37 @@ pub struct IngestConfig {
     /// Topic prefix of the platform's own formats (`{prefix}/{kind}/{sensor_id}`).
     #[arg(long, env = "CITYGAUGE_TOPIC_PREFIX", default_value = "city")]
     pub topic_prefix: String,
-    /// Readings stamped further ahead of the receive time are flagged `bad`.
+    /// Readings stamped further ahead of the receive time are flagged `bad`
+    /// (`future_ts`); rain counter values are refused (they would move the
+    /// gauge's counter state ahead of its genuine values).
     #[arg(long, env = "CITYGAUGE_FUTURE_TOLERANCE_S", default_value_t = 300)]
     pub future_tolerance_s: u64,
+    /// Readings stamped further ahead of the receive time are refused
+    /// (`timestamp_out_of_window`). The default, a day, keeps a logger with a
+    /// wrong time zone (at most 14 h off) flagged rather than lost, and stays
+    /// inside the partitions made ahead.
+    #[arg(long, env = "CITYGAUGE_MAX_FUTURE_S", default_value_t = 86_400)]
+    pub max_future_s: u64,
+    /// Readings stamped more than this many days before their receipt are
+    /// refused (`timestamp_out_of_window`): a logger uploading a month offline
+    /// is welcome, older history is an import, and a clock reading 1970 or a
+    /// year typo must not make partitions for nothing.
+    #[arg(long, env = "CITYGAUGE_MAX_BACKFILL_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub max_backfill_days: u32,
+    /// The spike test trusts a new level after this many consecutive readings
+    /// that agree with each other (so one wild value flags at most this many
+    /// minus one genuine readings).
+    #[arg(long, env = "CITYGAUGE_SPIKE_REBASELINE_AFTER", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub spike_rebaseline_after: u32,
+    /// URN prefixes that precede a sensor id in SenML names, comma-separated
+    /// (`urn:dev:city:kh-aq-0201:pm2_5` is sensor `kh-aq-0201`).
+    #[arg(long, env = "CITYGAUGE_SENML_URN_PREFIXES", value_delimiter = ',', default_value = "urn:dev:city:")]
+    pub senml_urn_prefixes: Vec<String>,
+    /// Topics bound to the sensors they may write, comma-separated
+    /// `<topic filter>=<id or prefix*> ...` (`city/senml/gw-7=kh-aq-* kh-wl-0001`);
+    /// records a bound topic may not write are refused (`source_not_allowed`).
+    #[arg(long, env = "CITYGAUGE_SENML_SOURCES", value_delimiter = ',')]
+    pub senml_sources: Vec<String>,
     /// How often the sensor registry is reloaded from the database.
     #[arg(long, env = "CITYGAUGE_REGISTRY_REFRESH_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub registry_refresh_s: u64,
@@ -166,7 +195,7 @@ pub struct IngestConfig {
 
 fn parse_retention(s: &str) -> Result<(Kind, u32), String> {
     let (kind, days) = s.split_once('=').ok_or_else(|| format!("`{s}` is not kind=days"))?;
-    let kind: Kind = kind.trim().parse().map_err(|e: citygauge_domain::DomainError| e.to_string())?;
+    let kind: Kind = kind.trim().parse().map_err(|e: DomainError| e.to_string())?;
     let days: u32 =
         days.trim().trim_end_matches('d').parse().map_err(|_| format!("`{days}` is not a number of days"))?;
     if days == 0 {
@@ -201,12 +230,36 @@ impl IngestConfig {
         })?;
         let profiles =
             DeviceProfiles::compile(&self.device_profiles).map_err(|e| IngestError::Config(e.to_string()))?;
+        if self.max_future_s < self.future_tolerance_s {
+            return Err(IngestError::Config(format!(
+                "--max-future-s ({}) must be at least --future-tolerance-s ({}): readings between the two are kept, flagged future_ts",
+                self.max_future_s, self.future_tolerance_s
+            )));
+        }
+        let senml_sources = SourceBindings::parse(&self.senml_sources).map_err(|e| match e {
+            DomainError::InvalidValue { problem, .. } => IngestError::Config(format!("--senml-sources {problem}")),
+            other => IngestError::Config(other.to_string()),
+        })?;
+        let seconds =
+            |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000).min(i64::MAX / 1000));
         Ok(NormaliseConfig {
             topic_prefix: self.topic_prefix.clone(),
             tz,
             max_payload_bytes: self.max_payload_bytes,
             profiles,
-            quality: QualityConfig { future_tolerance: chrono::Duration::seconds(self.future_tolerance_s as i64) },
+            quality: QualityConfig {
+                future_tolerance: seconds(self.future_tolerance_s),
+                max_backfill: chrono::Duration::days(i64::from(self.max_backfill_days)),
+                max_future: seconds(self.max_future_s),
+                spike_rebaseline_after: self.spike_rebaseline_after,
+            },
+            urn_prefixes: self
+                .senml_urn_prefixes
+                .iter()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            senml_sources,
         })
     }
 
@@ -293,6 +346,41 @@ mod tests {
         assert!(err(&["--batch-max-rows", "0"]).contains("--batch-max-rows"));
         assert!(err(&["--retention-days", "lava=3"]).contains("--retention-days"));
         assert!(err(&["--mqtt-protocol", "4"]).contains("--mqtt-protocol"));
+        assert!(err(&["--max-future-s", "60"]).contains("--max-future-s"));
+        assert!(err(&["--max-backfill-days", "0"]).contains("--max-backfill-days"));
+        assert!(err(&["--senml-sources", "city/senml/gw-7"]).contains("--senml-sources"));
+        assert!(err(&["--senml-sources", "city/#/x=kh-aq-*"]).contains("--senml-sources"));
+    }
+
+    #[test]
+    fn window_spike_and_senml_options_reach_the_normaliser() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--max-backfill-days",
+            "7",
+            "--max-future-s",
+            "600",
+            "--spike-rebaseline-after",
+            "5",
+            "--senml-urn-prefixes",
+            "urn:dev:city:,urn:dev:org:32473-",
+            "--senml-sources",
+            "city/senml/gw-7=kh-aq-* kh-wl-0001,city/senml/gw-8=kh-rg-*",
+        ])
+        .unwrap();
+        let config = cli.ingest.normalise_config().unwrap();
+        assert_eq!(config.quality.max_backfill, chrono::Duration::days(7));
+        assert_eq!(config.quality.max_future, chrono::Duration::seconds(600));
+        assert_eq!(config.quality.spike_rebaseline_after, 5);
+        assert_eq!(config.urn_prefixes, ["urn:dev:city:", "urn:dev:org:32473-"]);
+        let allowed = config.senml_sources.for_topic("city/senml/gw-8").unwrap();
+        assert!(allowed.permits(&config.senml_sources, "kh-rg-0001"));
+        assert!(!allowed.permits(&config.senml_sources, "kh-aq-0001"));
+
+        let defaults = Cli::try_parse_from(["x"]).unwrap().ingest.normalise_config().unwrap();
+        assert_eq!(defaults.quality.max_backfill, chrono::Duration::days(30));
+        assert_eq!(defaults.urn_prefixes, ["urn:dev:city:"]);
+        assert!(defaults.senml_sources.is_empty());
     }
 
     #[test]

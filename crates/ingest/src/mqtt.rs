@@ -29,6 +29,8 @@ use crate::IngestError;
 pub(crate) struct Inbound {
     pub topic: String,
     pub payload: Bytes,
+    /// The MQTT 5 content type (`application/senml+json`...), when set.
+    pub content_type: Option<String>,
     pub received_at: DateTime<Utc>,
     pub received: Instant,
     /// `None` for QoS 0 messages, which need no acknowledgement.
@@ -47,6 +49,7 @@ enum Event {
     Publish {
         topic: String,
         payload: Bytes,
+        content_type: Option<String>,
         pkid: u16,
         qos: u8,
     },
@@ -175,9 +178,13 @@ impl Session {
                 rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack)) => {
                     Ok(Event::Connected { session_present: ack.session_present })
                 }
-                rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) => {
-                    Ok(Event::Publish { topic: p.topic, payload: p.payload, pkid: p.pkid, qos: p.qos as u8 })
-                }
+                rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) => Ok(Event::Publish {
+                    topic: p.topic,
+                    payload: p.payload,
+                    content_type: None,
+                    pkid: p.pkid,
+                    qos: p.qos as u8,
+                }),
                 rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack)) => Ok(Event::Subscribed {
                     granted: ack.return_codes.iter().all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_))),
                 }),
@@ -193,8 +200,9 @@ impl Session {
                         .iter()
                         .all(|c| matches!(c, v5::mqttbytes::v5::SubscribeReasonCode::Success(_))),
                 }),
-                v5::Event::Incoming(v5::Incoming::Publish(p)) => Ok(Event::Publish {
+                v5::Event::Incoming(v5::Incoming::Publish(mut p)) => Ok(Event::Publish {
                     topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                    content_type: content_type(&mut p),
                     payload: p.payload,
                     pkid: p.pkid,
                     qos: p.qos as u8,
@@ -203,6 +211,17 @@ impl Session {
             },
         }
     }
+}
+
+/// Longest content type kept: the property is the publisher's, and only a
+/// few media types mean anything to the decoder.
+const MAX_CONTENT_TYPE_BYTES: usize = 128;
+
+/// Takes the MQTT 5 content type out of a publish (it tells SenML from other
+/// JSON on any topic); an absurdly long one is dropped, not kept.
+fn content_type(publish: &mut v5::mqttbytes::v5::Publish) -> Option<String> {
+    let content_type = publish.properties.as_mut()?.content_type.take()?;
+    (content_type.len() <= MAX_CONTENT_TYPE_BYTES).then_some(content_type)
 }
 
 /// The connection's state, shared with `/readyz`. The epoch changes both when
@@ -285,7 +304,7 @@ pub(crate) async fn poll_loop(mut p: PollLoop) {
                         info!(filters = p.subscriptions.len(), "mqtt: subscribed");
                     }
                 }
-                Ok(Event::Publish { topic, payload, pkid, qos }) => {
+                Ok(Event::Publish { topic, payload, content_type, pkid, qos }) => {
                     let Some(tx) = inbound.clone() else {
                         // Shutting down: not acked, so the broker keeps it for next time.
                         continue;
@@ -297,7 +316,8 @@ pub(crate) async fn poll_loop(mut p: PollLoop) {
                         p.metrics.unacked_messages.inc();
                         token
                     });
-                    let message = Inbound { topic, payload, received_at: Utc::now(), received: Instant::now(), ack };
+                    let message =
+                        Inbound { topic, payload, content_type, received_at: Utc::now(), received: Instant::now(), ack };
                     // With MQTT 5 the queue holds a whole receive window, so this
                     // rarely waits; when it does, committed batches are still
                     // acknowledged, or the writers would wait on us.
@@ -392,5 +412,26 @@ fn send_acks(client: &Client, connection: &Connection, unsent: &mut VecDeque<Ack
         }
         unsent.pop_front();
         metrics.unacked_messages.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use v5::mqttbytes::v5::{Publish, PublishProperties};
+
+    #[test]
+    fn the_content_type_comes_from_the_publish_properties() {
+        let with = |ct: Option<&str>| {
+            let properties = PublishProperties { content_type: ct.map(str::to_string), ..Default::default() };
+            let mut publish =
+                Publish::new("city/water_level/kh-wl-0001", v5::mqttbytes::QoS::AtLeastOnce, "[]", Some(properties));
+            content_type(&mut publish)
+        };
+        assert_eq!(with(Some("application/senml+json")).as_deref(), Some("application/senml+json"));
+        assert_eq!(with(None), None);
+        assert_eq!(with(Some(&"x".repeat(1000))), None);
+        let mut bare = Publish::new("t", v5::mqttbytes::QoS::AtLeastOnce, "[]", None);
+        assert_eq!(content_type(&mut bare), None);
     }
 }

@@ -96,7 +96,12 @@ fn add(
     limits: &BatchLimits,
     metrics: &Metrics,
 ) {
-    let msg = Message { topic: &message.topic, payload: &message.payload, received_at: message.received_at };
+    let msg = Message {
+        topic: &message.topic,
+        payload: &message.payload,
+        received_at: message.received_at,
+        content_type: message.content_type.as_deref(),
+    };
     // A decoder bug must cost one message, never the stream: the message is
     // kept as rejected and acknowledged like any other.
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| normaliser.normalise(&msg, registry)))

@@ -319,7 +319,7 @@ async fn drive_lane(
             (true, true) => (elapsed * lane.rate / burst_size as f64) as u64 * burst_size + burst_size,
         };
         while sent < due.min(lane.quota) {
-            if sent % 64 == 0 && (shutdown.is_cancelled() || deadline.is_some_and(|d| Instant::now() >= d)) {
+            if sent.is_multiple_of(64) && (shutdown.is_cancelled() || deadline.is_some_and(|d| Instant::now() >= d)) {
                 break 'run;
             }
             let (topic, payload) = lane.generator.next_message();

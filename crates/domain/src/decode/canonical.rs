@@ -67,12 +67,7 @@ mod tests {
     fn decode_json(kind: Kind, doc: Value) -> Result<Records, DomainError> {
         let registry = Registry::default();
         let profiles = DeviceProfiles::default();
-        let ctx = DecodeContext {
-            registry: &registry,
-            profiles: &profiles,
-            tz: chrono_tz::Asia::Taipei,
-            received_at: Utc::now(),
-        };
+        let ctx = DecodeContext::new(&registry, &profiles, chrono_tz::Asia::Taipei, Utc::now());
         decode(kind, "kh-wl-0012", &doc, &ctx)
     }
 

@@ -102,21 +102,55 @@ impl DeviceProfiles {
     }
 }
 
-/// ChirpStack v4 `event/up`.
+/// ChirpStack v4 `event/up`. The body's `deviceInfo.devEui` must be the EUI
+/// in the topic: broker ACLs are written per topic, so a body naming another
+/// device is refused (`identity_mismatch`), never stored under either.
 pub fn decode_chirpstack(topic_eui: &str, doc: &Value, ctx: &DecodeContext<'_>) -> Result<Records, DomainError> {
     let device_info = doc.get("deviceInfo");
-    let eui = device_info.and_then(|d| d.get("devEui")).and_then(Value::as_str).unwrap_or(topic_eui);
+    let body_eui = device_info.and_then(|d| d.get("devEui")).and_then(Value::as_str);
+    if let Some(body_eui) = body_eui {
+        if normalise_eui(body_eui) != normalise_eui(topic_eui) {
+            return Err(DomainError::IdentityMismatch(format!(
+                "the topic names device EUI `{}` but the uplink's deviceInfo.devEui is `{}`",
+                short(topic_eui),
+                short(body_eui)
+            )));
+        }
+    }
+    let eui = body_eui.unwrap_or(topic_eui);
     let profile_hint = device_info.and_then(|d| d.get("deviceProfileName")).and_then(Value::as_str);
     let object = doc.get("object").unwrap_or(&Value::Null);
     uplink(eui, profile_hint, object, doc.get("time"), ctx)
 }
 
-/// The Things Stack v3 `up`.
-pub fn decode_tts(doc: &Value, ctx: &DecodeContext<'_>) -> Result<Records, DomainError> {
+/// The Things Stack v3 `up`. The topic carries the device id: the body's
+/// `end_device_ids.device_id` must be it, and when it is an EUI (`eui-<hex>`,
+/// TTS's suggested id, or bare hex) so must `end_device_ids.dev_eui` be.
+pub fn decode_tts(topic_device_id: &str, doc: &Value, ctx: &DecodeContext<'_>) -> Result<Records, DomainError> {
     let eui = doc
         .pointer("/end_device_ids/dev_eui")
         .and_then(Value::as_str)
         .ok_or_else(|| DomainError::invalid("end_device_ids.dev_eui", "missing"))?;
+    if let Some(body_id) = doc.pointer("/end_device_ids/device_id").and_then(Value::as_str) {
+        if body_id != topic_device_id {
+            return Err(DomainError::IdentityMismatch(format!(
+                "the topic names device `{}` but the uplink's end_device_ids.device_id is `{}`",
+                short(topic_device_id),
+                short(body_id)
+            )));
+        }
+    }
+    let topic_hex = topic_device_id.strip_prefix("eui-").unwrap_or(topic_device_id);
+    if topic_hex.len() == 16
+        && topic_hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && normalise_eui(topic_hex) != normalise_eui(eui)
+    {
+        return Err(DomainError::IdentityMismatch(format!(
+            "the topic names device `{}` but the uplink's end_device_ids.dev_eui is `{}`",
+            short(topic_device_id),
+            short(eui)
+        )));
+    }
     let uplink_message = doc.get("uplink_message").unwrap_or(&Value::Null);
     // TTS has no profile name in the uplink; its device repository ids are
     // the nearest thing, as `brand/model`.
@@ -180,6 +214,11 @@ fn uplink(
     Ok(vec![Ok(RawRecord { sensor_id, kind: profile.kind, ts, fields, device })])
 }
 
+/// An identifier from a message, cut for an error's detail.
+fn short(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
 /// Finds `a.b.c` in nested objects.
 fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(value, |v, key| v.get(key))
@@ -212,7 +251,7 @@ mod tests {
     }
 
     fn ctx<'a>(registry: &'a Registry, profiles: &'a DeviceProfiles) -> DecodeContext<'a> {
-        DecodeContext { registry, profiles, tz: chrono_tz::Asia::Taipei, received_at: Utc::now() }
+        DecodeContext::new(registry, profiles, chrono_tz::Asia::Taipei, Utc::now())
     }
 
     // Shaped after ChirpStack v4's documented `event/up` JSON.
@@ -282,14 +321,36 @@ mod tests {
               "settings": {"data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": 7}}, "frequency": "923200000"},
               "received_at": "2026-11-22T00:00:01.607Z", "consumed_airtime": "0.056576s"}
         });
-        let record = decode_tts(&doc, &ctx(&registry, &profiles)).unwrap().remove(0).unwrap();
+        let record = decode_tts("fd-7", &doc, &ctx(&registry, &profiles)).unwrap().remove(0).unwrap();
         assert_eq!(record.sensor_id, "kh-fd-0007");
         assert_eq!(record.fields, vec![(Field::DepthCm, FieldValue::Number(4.0))]);
         assert_eq!(record.ts.unwrap().to_rfc3339(), "2026-11-22T00:00:01.607+00:00");
 
         let stranger =
             json!({"end_device_ids": {"dev_eui": "0004A30B001C0530"}, "uplink_message": {"decoded_payload": {"a": 1}}});
-        assert_eq!(decode_tts(&stranger, &ctx(&registry, &profiles)).unwrap_err().reason().as_str(), "unknown_device");
+        assert_eq!(
+            decode_tts("d", &stranger, &ctx(&registry, &profiles)).unwrap_err().reason().as_str(),
+            "unknown_device"
+        );
+        let reason =
+            |topic_id: &str| decode_tts(topic_id, &doc, &ctx(&registry, &profiles)).unwrap_err().reason().as_str();
+        assert_eq!(reason("fd-8"), "identity_mismatch", "device_id differs");
+        let by_eui = json!({"end_device_ids": {"device_id": "eui-70b3d57ed0001234", "dev_eui": "70B3D57ED0005678"},
+            "uplink_message": {"decoded_payload": {"water_depth_mm": 40}}});
+        let err = decode_tts("eui-70b3d57ed0001234", &by_eui, &ctx(&registry, &profiles)).unwrap_err();
+        assert_eq!(err.reason().as_str(), "identity_mismatch");
+        assert!(err.to_string().contains("70B3D57ED0005678"), "{err}");
+    }
+
+    #[test]
+    fn a_chirpstack_body_naming_another_device_is_refused() {
+        let (registry, profiles) = (registry(), profiles());
+        let doc = chirpstack_up("70b3d57ed0001234", "flood-radar-v1", json!({"water_depth_mm": 1}));
+        let err = decode_chirpstack("a84041000181c8f2", &doc, &ctx(&registry, &profiles)).unwrap_err();
+        assert_eq!(err.reason().as_str(), "identity_mismatch");
+        assert!(err.to_string().contains("a84041000181c8f2") && err.to_string().contains("70b3d57ed0001234"), "{err}");
+        // Spelling differences are not a mismatch.
+        assert!(decode_chirpstack("70-B3-D5-7E-D0-00-12-34", &doc, &ctx(&registry, &profiles)).is_ok());
     }
 
     #[test]

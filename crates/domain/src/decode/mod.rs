@@ -44,6 +44,23 @@ pub struct DecodeContext<'a> {
     pub profiles: &'a DeviceProfiles,
     pub tz: Tz,
     pub received_at: DateTime<Utc>,
+    /// URN prefixes that precede a sensor id in SenML names (`urn:dev:city:`).
+    pub urn_prefixes: &'a [String],
+    /// For SenML on a sensor's own topic (`{prefix}/{kind}/{sensor_id}`): the
+    /// sensor a record means when its name has no sensor part.
+    pub own_sensor: Option<(Kind, &'a str)>,
+}
+
+impl<'a> DecodeContext<'a> {
+    /// A context with no URN prefixes and no own sensor.
+    pub fn new(
+        registry: &'a Registry,
+        profiles: &'a DeviceProfiles,
+        tz: Tz,
+        received_at: DateTime<Utc>,
+    ) -> DecodeContext<'a> {
+        DecodeContext { registry, profiles, tz, received_at, urn_prefixes: &[], own_sensor: None }
+    }
 }
 
 /// A message's records: each decoded, or the reason it could not be.

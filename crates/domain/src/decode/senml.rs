@@ -1,13 +1,22 @@
-//! SenML JSON packs (RFC 8428) on `{prefix}/senml/{source}`.
+//! SenML JSON packs (RFC 8428): on `{prefix}/senml/{source}`, or on any topic
+//! when the MQTT 5 content type is `application/senml+json` or the payload is
+//! shaped like a pack (see [`looks_like_senml`]).
 //!
 //! Base fields (`bn`, `bt`, `bu`, `bv`, `bs`, `bver`) apply to their record and
 //! every later one until replaced; a record's name is `bn + n`, its time
 //! `bt + t` (values below 2^28 are relative to now, i.e. to the receive time),
-//! its value `bv + v`. A full name is `{sensor_id}/{field}` (or
-//! `{sensor_id}:{field}`); the field is a column name or a short alias
-//! (`level`, `pm2_5`, `temp`...), converted from the record's unit. A sum
-//! (`s`) on a rain field is a cumulative counter. Records of one sensor at one
-//! time become one reading; a pack may carry many sensors and times.
+//! its value `bv + v`. A full name is `{sensor}/{field}` (or
+//! `{sensor}:{field}`, as in RFC 8428's `urn:dev:ow:10e2073a01080063:temp`);
+//! the field is a column name or a short alias (`level`, `pm2_5`, `temp`,
+//! `humidity`, `rain`...), converted from the record's unit. A name that is a
+//! sensor by itself (`urn:dev:ow:10e2073a01080063` with `"u": "Cel"`) takes
+//! the field its unit implies for the sensor's kind. The sensor part is
+//! resolved through the registry ([`Registry::lookup_name`]): its id, an
+//! alias, a configured URN prefix and its id, or a device URN carrying its
+//! EUI. On a sensor's own topic, a name without a sensor part is a field of
+//! that sensor. A sum (`s`) on a rain field is a cumulative counter; an
+//! update time (`ut`) on interval rain is its interval. Records of one sensor
+//! at one time become one reading; a pack may carry many sensors and times.
 //!
 //! Packs are the bulk path, so records are read into a typed struct that
 //! borrows from the payload; a record that does not fit it (a wrong type) is
@@ -22,8 +31,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{field_scalar, DecodeContext, RawRecord, Records, Scalar};
-use crate::kind::{Field, FieldValue};
-use crate::registry::validate_sensor_id;
+use crate::kind::{Field, FieldValue, Kind};
+use crate::registry::{validate_sensor_id, NamedSensor};
 use crate::time;
 use crate::unit::Unit;
 use crate::DomainError;
@@ -55,6 +64,7 @@ struct Fields<'a> {
     vd: Option<serde::de::IgnoredAny>,
     s: Option<f64>,
     t: Option<f64>,
+    ut: Option<f64>,
 }
 
 impl<'a> Fields<'a> {
@@ -92,6 +102,7 @@ impl<'a> Fields<'a> {
             vd: record.get("vd").map(|_| serde::de::IgnoredAny),
             s: number("s")?,
             t: number("t")?,
+            ut: number("ut")?,
         })
     }
 }
@@ -127,6 +138,8 @@ pub fn decode(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Records, Domain
     // Readings by time; records of several sensors at one time are chained.
     let mut by_time: HashMap<DateTime<Utc>, usize> = HashMap::with_capacity(pack.len());
     let mut same_time: Vec<Option<usize>> = Vec::with_capacity(pack.len());
+    // Readings whose interval came from `ut`: an explicit interval replaces it.
+    let mut interval_from_ut: Vec<bool> = Vec::new();
     for raw in pack {
         let generic: Value;
         let fields = match serde_json::from_str::<Fields<'_>>(raw.get()) {
@@ -151,7 +164,7 @@ pub fn decode(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Records, Domain
             push_error(&mut out, &mut same_time, e);
             continue;
         }
-        let (sensor_id, field, ts, value) = match entry(&base, &fields, ctx) {
+        let Entry { sensor_id, field, ts, value, interval } = match entry(&base, &fields, ctx) {
             Ok(entry) => entry,
             Err(e) => {
                 push_error(&mut out, &mut same_time, e);
@@ -167,12 +180,23 @@ pub fn decode(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Records, Domain
             }
             slot = same_time[i];
         }
-        match existing.and_then(|i| out[i].as_mut().ok()) {
-            Some(record) if record.kind == field.kind() => record.fields.push((field, value)),
-            Some(record) => {
-                let problem = format!("sensor `{sensor_id}` also sends {} fields in this pack", record.kind);
-                push_error(&mut out, &mut same_time, DomainError::invalid(field.name(), problem));
-            }
+        let index = match existing {
+            Some(i) => match out[i].as_mut() {
+                Ok(record) if record.kind == field.kind() => {
+                    if field == Field::IntervalS && interval_from_ut.get(i).copied().unwrap_or(false) {
+                        record.fields.retain(|(f, _)| *f != Field::IntervalS);
+                        interval_from_ut[i] = false;
+                    }
+                    record.fields.push((field, value));
+                    i
+                }
+                Ok(record) => {
+                    let problem = format!("sensor `{sensor_id}` also sends {} fields in this pack", record.kind);
+                    push_error(&mut out, &mut same_time, DomainError::invalid(field.name(), problem));
+                    continue;
+                }
+                Err(_) => continue, // only records that decoded are matched
+            },
             None => {
                 same_time.push(by_time.insert(ts, out.len()));
                 out.push(Ok(RawRecord {
@@ -182,10 +206,48 @@ pub fn decode(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Records, Domain
                     fields: vec![(field, value)],
                     device: None,
                 }));
+                out.len() - 1
+            }
+        };
+        if let (Some(interval), Ok(record)) = (interval, out[index].as_mut()) {
+            if !record.fields.iter().any(|(f, _)| *f == Field::IntervalS) {
+                record.fields.push((Field::IntervalS, interval));
+                if interval_from_ut.len() <= index {
+                    interval_from_ut.resize(index + 1, false);
+                }
+                interval_from_ut[index] = true;
             }
         }
     }
     Ok(out)
+}
+
+/// The SenML media type (RFC 8428 section 12.3), as an MQTT 5 content type.
+pub const CONTENT_TYPE: &str = "application/senml+json";
+
+/// Whether a payload is shaped like a SenML pack: a JSON array whose first
+/// record is an object with a name (`n`) or a base name (`bn`). Canonical
+/// JSON arrays never have those keys, and only the first record is read.
+pub fn looks_like_senml(payload: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        n: Option<serde::de::IgnoredAny>,
+        bn: Option<serde::de::IgnoredAny>,
+    }
+    let Some(rest) = trim_start(payload).strip_prefix(b"[") else { return false };
+    let rest = trim_start(rest);
+    if !rest.starts_with(b"{") {
+        return false;
+    }
+    matches!(
+        serde_json::Deserializer::from_slice(rest).into_iter::<Probe>().next(),
+        Some(Ok(probe)) if probe.n.is_some() || probe.bn.is_some()
+    )
+}
+
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    &bytes[start..]
 }
 
 fn push_error(out: &mut Records, same_time: &mut Vec<Option<usize>>, error: DomainError) {
@@ -250,21 +312,87 @@ fn split_name<'a>(base: &'a str, n: &'a str) -> Option<(Cow<'a, str>, Cow<'a, st
     Some((sensor, field))
 }
 
-fn entry<'a>(
-    base: &'a Base,
-    record: &'a Fields<'_>,
-    ctx: &DecodeContext<'_>,
-) -> Result<(Cow<'a, str>, Field, DateTime<Utc>, FieldValue), DomainError> {
+/// One record, resolved.
+struct Entry<'a> {
+    sensor_id: Cow<'a, str>,
+    field: Field,
+    ts: DateTime<Utc>,
+    value: FieldValue,
+    /// The interval a rain record's update time (`ut`) gives.
+    interval: Option<FieldValue>,
+}
+
+/// The sensor a record's name means, the field it names (`None`: the name is
+/// the sensor alone), and the sensor's kind where known.
+type Named<'a> = (Cow<'a, str>, Option<Cow<'a, str>>, Option<Kind>);
+
+fn name<'a>(base: &'a str, n: &'a str, ctx: &DecodeContext<'a>) -> Result<Named<'a>, DomainError> {
+    let own = ctx.own_sensor;
+    // A sensor id has no `/`, so only a name without one can be a sensor alone.
+    if !base.contains('/') && !n.contains('/') {
+        let full: Cow<'a, str> = if base.is_empty() {
+            Cow::Borrowed(n)
+        } else if n.is_empty() {
+            Cow::Borrowed(base)
+        } else {
+            Cow::Owned(format!("{base}{n}"))
+        };
+        match own {
+            Some((kind, id)) if full.is_empty() || full == id => return Ok((Cow::Borrowed(id), None, Some(kind))),
+            _ => {}
+        }
+        if let NamedSensor::Registered(sensor) = ctx.registry.lookup_name(&full, ctx.urn_prefixes) {
+            return Ok((Cow::Borrowed(sensor.id.as_str()), None, Some(sensor.kind)));
+        }
+    }
+    if let Some((sensor, field)) = split_name(base, n).filter(|(_, f)| !f.is_empty()) {
+        let (id, kind) = match ctx.registry.lookup_name(&sensor, ctx.urn_prefixes) {
+            NamedSensor::Registered(s) => (Cow::Borrowed(s.id.as_str()), Some(s.kind)),
+            NamedSensor::Unregistered(id) => (Cow::Owned(id), None),
+            NamedSensor::AsIs => (sensor, None),
+        };
+        let kind = kind.or(own.filter(|(_, own_id)| *own_id == id).map(|(k, _)| k));
+        return Ok((id, Some(field), kind));
+    }
+    if let Some((kind, id)) = own {
+        let field = if base.is_empty() { Cow::Borrowed(n) } else { Cow::Owned(format!("{base}{n}")) };
+        return Ok((Cow::Borrowed(id), Some(field), Some(kind)));
+    }
+    Err(DomainError::invalid("n", format!("name `{}` is not `<sensor_id>/<field>`", truncate(&format!("{base}{n}")))))
+}
+
+/// The one column of `kind` a unit can express (a depth sensor sending `mm`
+/// means `depth_cm`), for a record named by its sensor alone.
+fn field_by_unit(sensor_id: &str, kind: Option<Kind>, unit: Option<Unit>) -> Result<Field, DomainError> {
+    let missing = |why: String| DomainError::invalid("n", format!("name `{}` {why}", truncate(sensor_id)));
+    let kind =
+        kind.ok_or_else(|| missing("names no field, and the sensor is not registered to tell its kind".into()))?;
+    let unit = unit.ok_or_else(|| missing("names no field and the record has no unit to tell it by".into()))?;
+    let mut columns =
+        kind.columns().iter().copied().filter(|f| {
+            *f != Field::IntervalS && f.canonical_unit().is_some_and(|c| c.dimension() == unit.dimension())
+        });
+    match (columns.next(), columns.next()) {
+        (Some(field), None) => Ok(field),
+        (Some(_), Some(_)) => Err(missing(format!("names no field, and `{unit}` fits several {kind} columns"))),
+        (None, _) => Err(DomainError::IncompatibleUnit {
+            unit: unit.symbol().to_string(),
+            field: kind.to_string(),
+            canonical: "a unit of one of its columns".into(),
+        }),
+    }
+}
+
+fn entry<'a>(base: &'a Base, record: &'a Fields<'_>, ctx: &DecodeContext<'a>) -> Result<Entry<'a>, DomainError> {
     let n = record.n.as_deref().unwrap_or("");
-    let (sensor_id, field_name) = split_name(&base.name, n).filter(|(_, f)| !f.is_empty()).ok_or_else(|| {
-        DomainError::invalid(
-            "n",
-            format!("name `{}` is not `<sensor_id>/<field>`", truncate(&format!("{}{n}", base.name))),
-        )
-    })?;
+    let (sensor_id, field_name, kind) = name(&base.name, n, ctx)?;
     validate_sensor_id(&sensor_id)?;
-    let mut field = Field::from_name_or_alias(&field_name)
-        .ok_or_else(|| DomainError::UnknownField { field: truncate(&field_name), context: "SenML records".into() })?;
+    let unit = record.u.as_deref().or(base.unit.as_deref()).filter(|u| !u.is_empty()).map(Unit::parse).transpose()?;
+    let mut field = match &field_name {
+        Some(name) => Field::from_name_or_alias(name)
+            .ok_or_else(|| DomainError::UnknownField { field: truncate(name), context: "SenML records".into() })?,
+        None => field_by_unit(&sensor_id, kind, unit)?,
+    };
 
     let time = base.time + record.t.unwrap_or(0.0);
     let ts = if time < RELATIVE_TIME_LIMIT {
@@ -276,8 +404,6 @@ fn entry<'a>(
     } else {
         time::from_epoch(time)?
     };
-
-    let unit = record.u.as_deref().or(base.unit.as_deref()).filter(|u| !u.is_empty()).map(Unit::parse).transpose()?;
 
     let scalar = if let Some(v) = record.v {
         Scalar::Number(base.value + v)
@@ -299,7 +425,18 @@ fn entry<'a>(
         return Err(DomainError::invalid(field.name(), "SenML record has no value"));
     };
     let value = field_scalar(field, scalar, unit)?;
-    Ok((sensor_id, field, ts, value))
+    // RFC 8428 `ut`: the most time before the sensor sends an update; for rain
+    // in an interval (not a counter), the interval the amount covers.
+    let interval = match record.ut {
+        Some(ut) if matches!(field, Field::RainMm | Field::RainTips) => {
+            if !(1.0..=f64::from(i32::MAX)).contains(&ut.round()) {
+                return Err(DomainError::invalid("ut", format!("an update time of {ut} s is not a rain interval")));
+            }
+            Some(FieldValue::Number(ut.round()))
+        }
+        _ => None,
+    };
+    Ok(Entry { sensor_id, field, ts, value, interval })
 }
 
 fn truncate(s: &str) -> String {
@@ -318,7 +455,7 @@ mod tests {
         let registry = Registry::default();
         let profiles = DeviceProfiles::default();
         let received_at = "2026-11-22T00:00:00Z".parse().unwrap();
-        let ctx = DecodeContext { registry: &registry, profiles: &profiles, tz: chrono_tz::Asia::Taipei, received_at };
+        let ctx = DecodeContext::new(&registry, &profiles, chrono_tz::Asia::Taipei, received_at);
         decode(doc.to_string().as_bytes(), &ctx)
     }
 

@@ -21,7 +21,7 @@ fn normaliser() -> Normaliser {
 }
 
 fn run(n: &mut Normaliser, topic: &str, payload: &[u8]) -> Decoded {
-    let msg = Message { topic, payload, received_at: "2026-11-22T00:00:00Z".parse().unwrap() };
+    let msg = Message { topic, payload, received_at: "2026-11-22T00:00:00Z".parse().unwrap(), content_type: None };
     n.normalise(&msg, &registry())
 }
 
@@ -140,6 +140,6 @@ fn streetlight_faults_and_partial_reports() {
     );
     let Values::Streetlight(light) = &out.readings[0].values else { panic!("not a streetlight") };
     assert_eq!((light.lamp_on, light.fault.as_deref(), light.power_w), (Some(false), Some("lamp_failure"), Some(0.0)));
-    let cleared = run(&mut n, "city/streetlight/kh-sl-000001", br#"{"ts": 1795392600, "fault": null}"#);
+    let cleared = run(&mut n, "city/streetlight/kh-sl-000001", br#"{"ts": 1795305660, "fault": null}"#);
     assert_eq!(cleared.readings.len(), 1);
 }

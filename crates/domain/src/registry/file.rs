@@ -49,6 +49,28 @@ impl SensorRecord {
             device_profile: self.device_profile.clone(),
         }
     }
+
+    /// Other names the sensor is sent under (a SenML base name such as
+    /// `urn:dev:ow:10e2073a01080063`): `installation.aliases`, a list of
+    /// strings or one string.
+    pub fn aliases(&self) -> Vec<String> {
+        aliases_of(self.installation.get("aliases"))
+    }
+}
+
+/// The aliases an `installation.aliases` value lists: a list of strings, or
+/// one string of names separated by spaces or `|` (a CSV cell).
+pub fn aliases_of(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => split_aliases(s),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A CSV cell lists aliases separated by spaces or `|`.
+fn split_aliases(s: &str) -> Vec<String> {
+    s.split(|c: char| c == '|' || c.is_whitespace()).filter(|a| !a.is_empty()).map(str::to_string).collect()
 }
 
 /// Parses a registry file, choosing the format by the file name's extension.
@@ -259,6 +281,11 @@ impl Scalars {
                 }
             }
         }
+        match installation.get("aliases") {
+            None | Some(Value::String(_)) => {}
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+            Some(_) => return Err("installation `aliases` must be a string or a list of strings".into()),
+        }
         let dev_eui = self.dev_eui.map(|e| normalise_eui(&e));
         if let Some(eui) = &dev_eui {
             if eui.len() != 16 {
@@ -284,7 +311,18 @@ impl Scalars {
 fn check_unique(records: &[SensorRecord]) -> Result<(), DomainError> {
     let mut ids = HashSet::new();
     let mut euis = HashSet::new();
+    let mut aliases = HashSet::new();
     for record in records {
+        for alias in record.aliases() {
+            if !aliases.insert(alias.clone()) {
+                return Err(file_error(&record.id, format!("alias `{alias}` appears twice")));
+            }
+        }
+    }
+    for record in records {
+        if aliases.contains(&record.id) {
+            return Err(file_error(&record.id, "sensor id is also another sensor's alias"));
+        }
         if !ids.insert(record.id.as_str()) {
             return Err(file_error(&record.id, "sensor id appears twice"));
         }
@@ -336,6 +374,27 @@ mod tests {
         assert_eq!(records[0].thresholds["warning_1_m"], 3.5);
         assert_eq!(records[1].info().bucket_mm, Some(0.5));
         assert_eq!(records[1].installation["vendor"], "Acme");
+    }
+
+    #[test]
+    fn aliases_come_from_the_installation() {
+        let csv =
+            "id,kind,aliases\nkh-aq-0201,air_quality,urn:dev:ow:10e2073a01080063|aq-201\nkh-aq-0202,air_quality,\n";
+        let records = parse("s.csv", csv.as_bytes()).unwrap();
+        assert_eq!(records[0].aliases(), ["urn:dev:ow:10e2073a01080063", "aq-201"]);
+        assert!(records[1].aliases().is_empty());
+        let registry = super::super::Registry::from_records(&records);
+        assert_eq!(registry.by_alias("aq-201").unwrap().id, "kh-aq-0201");
+        let geojson = r#"{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": null,
+            "properties": {"id": "kh-aq-0201", "kind": "air_quality", "installation": {"aliases": ["a1", "a2"]}}}]}"#;
+        assert_eq!(parse("s.geojson", geojson.as_bytes()).unwrap()[0].aliases(), ["a1", "a2"]);
+        let twice = "id,kind,aliases\nkh-a,air_quality,x\nkh-b,air_quality,x\n";
+        assert!(parse("s.csv", twice.as_bytes()).unwrap_err().to_string().contains("alias `x` appears twice"));
+        let clash = "id,kind,aliases\nkh-a,air_quality,kh-b\nkh-b,air_quality,\n";
+        assert!(parse("s.csv", clash.as_bytes()).unwrap_err().to_string().contains("another sensor's alias"));
+        let bad = r#"{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": null,
+            "properties": {"id": "kh-a", "kind": "air_quality", "installation": {"aliases": [1]}}}]}"#;
+        assert!(parse("s.geojson", bad.as_bytes()).unwrap_err().to_string().contains("aliases"));
     }
 
     #[test]
