@@ -2,12 +2,17 @@
 # Runs every test of citygauge: unit tests, property tests, integration tests
 # against real PostgreSQL + PostGIS and Mosquitto (the harness starts its own
 # on free ports in throwaway directories), end-to-end tests through the real
-# binary, and doc tests. Installs PostgreSQL, PostGIS and Mosquitto from
-# Debian's packages first if they are missing (as root, or with sudo).
+# binary, the control room in headless Chromium, and doc tests. Installs
+# PostgreSQL, PostGIS and Mosquitto from Debian's packages first if they are
+# missing (as root, or with sudo); Node.js, npm and Chromium likewise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo run --locked --quiet -- setup
 # The simulator skips its broker test when mosquitto is missing; here it must not.
 export CITYGAUGE_REQUIRE_MOSQUITTO=1
+# The control room's browser test skips when Chromium is missing; here it
+# installs Debian's chromium instead (and the test builds the page with npm,
+# installing nodejs and npm when missing: citygauge_stack::ensure_web_built).
+export CITYGAUGE_REQUIRE_BROWSER=1
 cargo test --workspace --locked "$@"

@@ -68,6 +68,24 @@ pub enum StackError {
         found: String,
     },
 
+    /// A program is still not on PATH after installing its Debian packages.
+    #[error("{program} not found on PATH; install the Debian package(s) `{package}`")]
+    ProgramMissing {
+        /// The program looked for.
+        program: &'static str,
+        /// The Debian package(s) providing it.
+        package: String,
+    },
+
+    /// The web page's directory cannot be built as it is.
+    #[error("cannot build the web page in {dir}: {reason}")]
+    WebSource {
+        /// The page's directory (holding package.json).
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A system account the servers must run as does not exist.
     #[error(
         "running as root, but the system user `{user}` does not exist; \
@@ -207,6 +225,7 @@ impl StackError {
                 | Self::PostgisMissing { .. }
                 | Self::MosquittoMissing { .. }
                 | Self::MosquittoVersion { .. }
+                | Self::ProgramMissing { .. }
                 | Self::UserMissing { .. }
         )
     }

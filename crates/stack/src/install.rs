@@ -33,8 +33,8 @@ pub fn ensure_installed() -> Result<Toolchain> {
         }
         Err(e) => return Err(e),
     }
-    let sudo = sys::effective_uid() != 0;
-    apt(sudo, "apt-get", &["update"])?;
+    // Before the apt-cache look-ups below: they read the package lists.
+    apt_get_update()?;
     let installed = installed_pg_majors(Path::new("/usr/lib/postgresql")).first().copied();
     let major = installed.or_else(default_pg_major).unwrap_or(FALLBACK_PG_MAJOR);
     let server = match installed {
@@ -42,7 +42,24 @@ pub fn ensure_installed() -> Result<Toolchain> {
         None => "postgresql".to_owned(),
     };
     let postgis = postgis_package(major);
-    let packages = [server.as_str(), &postgis, "mosquitto", "mosquitto-clients"];
+    apt_get_install(&[server.as_str(), &postgis, "mosquitto", "mosquitto-clients"])?;
+    Toolchain::discover()
+}
+
+/// `apt-get update`, then `apt-get install` of `packages` (for Node.js, npm
+/// and Chromium, which the web page needs).
+pub(crate) fn install_packages(packages: &[&str]) -> Result<()> {
+    apt_get_update()?;
+    apt_get_install(packages)
+}
+
+fn apt_get_update() -> Result<()> {
+    apt(sys::effective_uid() != 0, "apt-get", &["update"])
+}
+
+/// `apt-get install -y --no-install-recommends`, non-interactive, through
+/// sudo when not root.
+fn apt_get_install(packages: &[&str]) -> Result<()> {
     tracing::info!(?packages, "apt-get install");
     let mut args = vec![
         "install",
@@ -54,8 +71,7 @@ pub fn ensure_installed() -> Result<Toolchain> {
         "DPkg::Lock::Timeout=300",
     ];
     args.extend(packages);
-    apt(sudo, "apt-get", &args)?;
-    Toolchain::discover()
+    apt(sys::effective_uid() != 0, "apt-get", &args)
 }
 
 /// The distribution's default PostgreSQL major: what the `postgresql`

@@ -3,6 +3,9 @@
 //! each in its own data directory, on free loopback ports, without system
 //! services or well-known ports.
 //!
+//! Also builds the control-room page with npm when its build is stale
+//! ([`ensure_web_built`]) and finds Debian's Chromium for its browser test.
+//!
 //! Used by `citygauge dev` (persistent data dirs under `.citygauge/`), by
 //! the test harness (throwaway dirs, servers restarted and killed
 //! mid-stream) and by benchmarks.
@@ -34,6 +37,7 @@ mod postgres;
 mod process;
 mod sys;
 mod toolchain;
+mod web;
 
 pub use dirs::throwaway_dir;
 pub use error::{Result, StackError};
@@ -41,3 +45,4 @@ pub use install::ensure_installed;
 pub use mosquitto::{Mosquitto, MosquittoOptions};
 pub use postgres::{Postgres, PostgresOptions};
 pub use toolchain::{Toolchain, MIN_PG_MAJOR};
+pub use web::{ensure_chromium, ensure_web_built, find_chromium};
