@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use citygauge_ingest::config::DatabaseArgs;
 use citygauge_ingest::IngestConfig;
+use citygauge_query::QueryConfig;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +38,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the MQTT ingestion daemon.
     Ingest(Box<IngestConfig>),
+    /// Run the query service: the JSON API, the live stream and the
+    /// control-room page.
+    Query(Box<QueryConfig>),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
     /// Manage the sensor registry.

@@ -21,6 +21,13 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Resul
                 .with_context(|| format!("--http-listen {}", config.http_listen))?;
             citygauge_ingest::run(*config, listener, shutdown).await?;
         }
+        Command::Query(config) => {
+            config.validate()?;
+            let listener = tokio::net::TcpListener::bind(config.query_http_listen)
+                .await
+                .with_context(|| format!("--query-http-listen {}", config.query_http_listen))?;
+            citygauge_query::run(*config, listener, shutdown).await?;
+        }
         Command::Migrate(database) => {
             let store = store(&database)?;
             let report = store.migrate().await.context("migrating the database")?;

@@ -195,6 +195,17 @@ mod tests {
     }
 
     #[test]
+    fn query_options_layer_the_same_way() {
+        let file = "stale_factor = 5.0\nsse_max_clients = 10\nweb_dir = \"/srv/web\"\n";
+        let cli = parse_with(file, &["query", "--sse-max-clients", "20"]).unwrap();
+        let Command::Query(config) = cli.command else { panic!("not query") };
+        assert_eq!((config.stale_factor, config.sse_max_clients), (5.0, 20), "the flag wins over the file");
+        assert_eq!(config.web_dir, std::path::Path::new("/srv/web"));
+        let bad = parse_with("stale_factor = \"high\"\n", &["query"]).unwrap_err().to_string();
+        assert!(bad.contains("--stale-factor"), "{bad}");
+    }
+
+    #[test]
     fn options_of_other_subcommands_are_ignored() {
         let cli = parse_with("batch_max_rows = 5000\n", &["migrate"]).unwrap();
         assert!(matches!(cli.command, Command::Migrate(_)));

@@ -3,12 +3,15 @@
 //! Installs PostgreSQL, PostGIS and Mosquitto from Debian's packages if they
 //! are missing, runs a project-local cluster and broker under `--data-dir`
 //! (free loopback ports, kept across restarts), migrates, imports the demo
-//! city, and runs the ingest daemon and the city simulator until Ctrl-C.
+//! city, and runs the query service (the control room), the ingest daemon
+//! and the city simulator until Ctrl-C.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use citygauge_ingest::IngestConfig;
+use citygauge_query::QueryConfig;
 use citygauge_sim::{CityConfig, Scenario};
 use citygauge_stack::{Mosquitto, MosquittoOptions, Postgres, PostgresOptions};
 use clap::Parser;
@@ -37,9 +40,24 @@ pub struct DevArgs {
     /// Start only the stack and the daemon, no simulator.
     #[arg(long, env = "CITYGAUGE_DEV_NO_SIMULATOR")]
     pub no_simulator: bool,
+    /// Address of the query service: the control room, the API and the stream
+    /// (a free port is taken instead if this one is in use). The same option,
+    /// variable and TOML key as `citygauge query`'s.
+    #[arg(long, env = "CITYGAUGE_QUERY_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub query_http_listen: SocketAddr,
+    /// Sources of the control-room page, built (`npm ci`, `npm run build`)
+    /// when `dist/` is missing or older than them.
+    #[arg(long, env = "CITYGAUGE_DEV_WEB_SOURCE", default_value = "dashboards/control-room")]
+    pub web_source: PathBuf,
     /// Options of the ingest daemon (its broker and database are the local ones).
     #[command(flatten)]
     pub ingest: IngestConfig,
+}
+
+#[derive(Parser)]
+struct QueryDefaults {
+    #[command(flatten)]
+    query: QueryConfig,
 }
 
 #[derive(Parser)]
@@ -52,6 +70,17 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let toolchain = tokio::task::spawn_blocking(citygauge_stack::ensure_installed)
         .await?
         .context("installing PostgreSQL, PostGIS and Mosquitto")?;
+    // The page is built before anything starts, so its URL works when printed.
+    // A failed build (no npm registry, say) is not fatal: the service then
+    // answers `/` with a page saying how to build it.
+    let web_source = args.web_source.clone();
+    let web_dist = match tokio::task::spawn_blocking(move || citygauge_stack::ensure_web_built(&web_source)).await? {
+        Ok(dist) => Some(dist),
+        Err(error) => {
+            warn!(%error, "dev: the control-room page could not be built; the API still runs");
+            None
+        }
+    };
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     let (pg_dir, mqtt_dir) = (data_dir.join("postgres"), data_dir.join("mosquitto"));
@@ -79,13 +108,35 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         .get(0);
     drop(store);
 
+    // The query service first: it follows the change stream from the start.
+    let mut query = QueryDefaults::try_parse_from(["citygauge-query"]).context("query service defaults")?.query;
+    query.database.database_url = postgres.connection_string("citygauge");
+    query.city_timezone = ingest.city_timezone.clone();
+    if let Some(dist) = web_dist {
+        query.web_dir = dist;
+    }
+    query.validate()?;
+    let query_listener = match tokio::net::TcpListener::bind(args.query_http_listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            warn!(%error, addr = %args.query_http_listen, "dev: the query port is taken; using a free one");
+            tokio::net::TcpListener::bind((args.query_http_listen.ip(), 0))
+                .await
+                .with_context(|| format!("--query-http-listen {}", args.query_http_listen))?
+        }
+    };
+    let web = query_listener.local_addr()?;
+    let query_stop = CancellationToken::new();
+    let mut query_task = tokio::spawn(citygauge_query::run(query, query_listener, query_stop.clone()));
+
     let listener = tokio::net::TcpListener::bind(ingest.http_listen)
         .await
         .with_context(|| format!("--http-listen {}", ingest.http_listen))?;
     let http = listener.local_addr()?;
     println!(
         "\ncitygauge dev is running ({} sensors imported, schema v{}, time-series backend: {})\n\
-         \n  database  psql \"{}\"\n  broker    {}   (try: mosquitto_sub -p {} -t 'city/#' -v)\n  metrics   http://{http}/metrics   ready: http://{http}/readyz\n  data      {}\n\
+         \n  control room  http://{web}/   (citizens: http://{web}/public, API: http://{web}/api/docs)\n\
+         \n  database  psql \"{}\"\n  broker    {}   (try: mosquitto_sub -p {} -t 'city/#' -v)\n  metrics   http://{http}/metrics   ready: http://{http}/readyz   query: http://{web}/metrics\n  data      {}\n\
          \n  e.g.  psql \"{}\" -c \"SELECT sensor_id, ts, level_m, quality FROM water_level ORDER BY ts DESC LIMIT 10\"\n\
          \nCtrl-C stops everything; the data stays for the next run.\n",
         imported.inserted + imported.updated,
@@ -101,9 +152,10 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     // The daemon first: the simulator starts once it is subscribed, or the
     // broker would drop what the city sends before then.
     let daemon_stop = CancellationToken::new();
-    let daemon = tokio::spawn(citygauge_ingest::run(ingest, listener, daemon_stop.clone()));
+    let mut daemon = tokio::spawn(citygauge_ingest::run(ingest, listener, daemon_stop.clone()));
     citygauge_ingest::wait_until_ready(http, std::time::Duration::from_secs(60)).await?;
-    // On stop, the simulator goes first, then the daemon flushes, then the stack.
+    // On stop, the simulator goes first, then the daemon flushes, then the
+    // query service, then the stack.
     let simulator_stop = CancellationToken::new();
     let simulator = if args.no_simulator {
         None
@@ -121,7 +173,24 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         Some(tokio::spawn(async move { citygauge_sim::run_city(defaults.city, stop).await }))
     };
 
-    shutdown.cancelled().await;
+    // A service that ends on its own (failed, panicked) stops dev with its
+    // error instead of leaving a half-running platform.
+    let (query_done, daemon_done, failed): (bool, bool, Option<anyhow::Error>) = tokio::select! {
+        _ = shutdown.cancelled() => (false, false, None),
+        ended = &mut query_task => (true, false, Some(match ended {
+            Ok(Ok(())) => anyhow::anyhow!("the query service stopped unexpectedly"),
+            Ok(Err(error)) => anyhow::Error::new(error).context("query service failed"),
+            Err(error) => anyhow::Error::new(error).context("query service panicked"),
+        })),
+        ended = &mut daemon => (false, true, Some(match ended {
+            Ok(Ok(())) => anyhow::anyhow!("the ingest daemon stopped unexpectedly"),
+            Ok(Err(error)) => anyhow::Error::new(error).context("ingest daemon failed"),
+            Err(error) => anyhow::Error::new(error).context("ingest daemon panicked"),
+        })),
+    };
+    if let Some(error) = &failed {
+        tracing::error!(error = format!("{error:#}"), "dev: a service failed; stopping everything");
+    }
     info!("dev: stopping the simulator");
     simulator_stop.cancel();
     if let Some(simulator) = simulator {
@@ -132,12 +201,27 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         }
     }
     daemon_stop.cancel();
-    let result = daemon.await.context("ingest daemon panicked")?;
+    let result = if daemon_done {
+        Ok(()) // already reported as `failed`
+    } else {
+        daemon.await.context("ingest daemon panicked")?.map_err(anyhow::Error::from)
+    };
+    query_stop.cancel();
+    if !query_done {
+        match query_task.await {
+            Ok(Ok(())) => info!("dev: query service stopped"),
+            Ok(Err(error)) => warn!(%error, "dev: query service failed"),
+            Err(error) => warn!(%error, "dev: query service panicked"),
+        }
+    }
     tokio::task::spawn_blocking(move || {
         drop(broker);
         drop(postgres);
     })
     .await?;
     info!("dev: stopped; data kept in {}", data_dir.display());
+    if let Some(error) = failed {
+        return Err(error);
+    }
     result.context("ingest daemon")
 }

@@ -1,6 +1,5 @@
 //! The local stack and the daemon process for each run.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,10 +8,12 @@ use citygauge_sim::{LoadConfig, LoadFormat};
 use citygauge_stack::{throwaway_dir, Mosquitto, MosquittoOptions, Postgres, PostgresOptions};
 use citygauge_store::{Store, StoreConfig};
 use clap::Parser;
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
 use crate::Args;
+
+pub use citygauge_bench::common::{connect, machine};
+use citygauge_bench::common::{peak_rss_mb, sibling_binary};
 
 pub struct Bench {
     pub postgres: Postgres,
@@ -173,13 +174,7 @@ impl Daemon {
 
     /// VmHWM: the highest resident set size the process has had.
     pub fn peak_rss_mb(&self) -> anyhow::Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .context("no VmHWM in /proc/<pid>/status")?;
-        Ok(kb / 1024.0)
+        peak_rss_mb(self.child.id())
     }
 
     pub fn stop(&mut self) {
@@ -193,21 +188,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.with_file_name(name);
-    if !path.exists() {
-        bail!("{} not found: build it first (cargo build --release)", path.display());
-    }
-    Ok(path)
-}
-
-pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
 }
 
 /// Waits until the daemon's session exists on the broker: a probe message is
@@ -234,24 +214,4 @@ pub async fn wait_subscribed(url: &str, broker: &Mosquitto) -> anyhow::Result<()
             bail!("the daemon did not start storing within a minute");
         }
     }
-}
-
-pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let mem_gb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines().find_map(|l| {
-                l.strip_prefix("MemTotal:").and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            })
-        })
-        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("machine: {cores} cores, {cpu}, {mem_gb:.0} GiB; date {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"))
 }

@@ -7,19 +7,23 @@
 //! - [`Cluster`]: a cluster of one's own, for tests that restart PostgreSQL;
 //! - [`Broker`]: a Mosquitto of one's own;
 //! - [`InProcessDaemon`] / [`BinaryDaemon`]: `citygauge ingest`;
-//! - [`Publisher`]: QoS 1 publishing that knows what the broker acknowledged.
+//! - [`Publisher`]: QoS 1 publishing that knows what the broker acknowledged;
+//! - [`InProcessQuery`]: `citygauge query` in-process on a free port.
 
+pub mod city;
 mod daemon;
 mod db;
 mod mqtt;
+mod query;
 
 use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub use daemon::{ingest_config, metric, wait_ready, BinaryDaemon, InProcessDaemon};
+pub use daemon::{http_get, ingest_config, metric, wait_ready, BinaryDaemon, InProcessDaemon};
 pub use db::{count, database, Cluster, TestDatabase};
 pub use mqtt::{Broker, Publisher};
+pub use query::{query_config, InProcessQuery};
 
 /// Logs from the code under test, shown for failing tests (`RUST_LOG` filters).
 pub fn init_logging() {

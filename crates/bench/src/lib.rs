@@ -1,0 +1,10 @@
+//! Benchmarks of citygauge on one machine, each measured against the
+//! physical limit of the same machine in the same run:
+//!
+//! - `citygauge-bench` (src/main.rs): ingest, against raw binary COPY and the
+//!   broker alone;
+//! - `citygauge-query-bench` ([`query`]): the query service under HTTP load
+//!   and with 1,000 live-stream clients, against the best bare SQL.
+
+pub mod common;
+pub mod query;

@@ -1,0 +1,81 @@
+//! Prometheus metrics, `citygauge_query_*`, in the service's own registry.
+//! Labels are bounded: the matched route template, the status code, a fixed
+//! set of cache names; never a sensor id or a raw path.
+
+use prometheus::{
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub cache_hits: IntCounterVec,
+    pub sse_clients: IntGauge,
+    pub sse_dropped_clients: IntCounter,
+    pub change_events: IntCounter,
+}
+
+/// The `kind` label values of `citygauge_query_cache_hits_total`.
+pub const CACHE_KINDS: [&str; 7] = ["sensors", "sensor", "districts", "district", "overview", "map", "map_districts"];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("citygauge_query_requests_total", "HTTP requests by matched route and status."),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new("citygauge_query_request_duration_seconds", "Time to the response head, by route.")
+                .buckets(exponential_buckets(0.000_25, 2.0, 16).expect("valid buckets")),
+            &["route"],
+        )
+        .expect("valid metric");
+        let cache_hits = IntCounterVec::new(
+            Opts::new("citygauge_query_cache_hits_total", "Responses served from the in-process cache."),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let sse_clients =
+            IntGauge::new("citygauge_query_sse_clients", "Connected stream clients.").expect("valid metric");
+        let sse_dropped_clients =
+            IntCounter::new("citygauge_query_sse_dropped_clients_total", "Stream clients dropped for falling behind.")
+                .expect("valid metric");
+        let change_events =
+            IntCounter::new("citygauge_query_change_events_total", "Readings received through the change stream.")
+                .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(cache_hits.clone()),
+            Box::new(sse_clients.clone()),
+            Box::new(sse_dropped_clients.clone()),
+            Box::new(change_events.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        for kind in CACHE_KINDS {
+            cache_hits.with_label_values(&[kind]);
+        }
+        Metrics { registry, requests, request_duration, cache_hits, sse_clients, sse_dropped_clients, change_events }
+    }
+
+    pub fn hit(&self, kind: &'static str) {
+        self.cache_hits.with_label_values(&[kind]).inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
