@@ -40,11 +40,18 @@ pub(crate) struct SearchRoots {
     pub(crate) mosquitto_fallback: PathBuf,
 }
 
+/// A prefix under which PostgreSQL is searched instead of `/`
+/// (`$CITYGAUGE_PG_PREFIX/usr/lib/postgresql/<N>/bin`, the same layout as
+/// Debian's): a PostgreSQL installed elsewhere, e.g. a copy with TimescaleDB
+/// added, used by the tests and `dev` without touching the system's.
+pub const PG_PREFIX_ENV: &str = "CITYGAUGE_PG_PREFIX";
+
 impl Default for SearchRoots {
     fn default() -> Self {
+        let prefix = std::env::var_os(PG_PREFIX_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
         Self {
-            pg_lib: PG_LIB_ROOT.into(),
-            pg_share: PG_SHARE_ROOT.into(),
+            pg_lib: prefix.join(PG_LIB_ROOT.trim_start_matches('/')),
+            pg_share: prefix.join(PG_SHARE_ROOT.trim_start_matches('/')),
             path_env: std::env::var_os("PATH"),
             mosquitto_fallback: MOSQUITTO_FALLBACK.into(),
         }
