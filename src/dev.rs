@@ -66,6 +66,40 @@ struct SimulatorDefaults {
     city: CityConfig,
 }
 
+/// The file's keys that are query-service options, as flags (the file layer
+/// applies only dev's and ingest's own keys to `dev`). `CITYGAUGE_*`
+/// variables still win: a key whose variable is set is left out. The
+/// database, time zone, listen address and page are dev's own.
+fn query_args_from_file() -> anyhow::Result<Vec<String>> {
+    let mut argv = vec!["citygauge-query".to_string()];
+    let explicit = <crate::cli::Cli as Parser>::try_parse().ok().and_then(|cli| cli.config);
+    let default = std::path::Path::new("deploy/citygauge.toml");
+    let Some(path) = explicit.or_else(|| default.exists().then(|| default.to_path_buf())) else {
+        return Ok(argv);
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("--config {}", path.display()))?;
+    let table: toml::Table = text.parse().with_context(|| format!("{}: not valid TOML", path.display()))?;
+    let command = <QueryDefaults as clap::CommandFactory>::command();
+    const DEV_OWN: [&str; 4] = ["database_url", "city_timezone", "query_http_listen", "web_dir"];
+    for (key, value) in &table {
+        let Some(arg) = command.get_arguments().find(|a| a.get_id() == key.as_str()) else { continue };
+        if DEV_OWN.contains(&key.as_str()) || arg.get_env().is_some_and(|env| std::env::var_os(env).is_some()) {
+            continue;
+        }
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        argv.push(format!("--{}={text}", arg.get_long().unwrap_or(key)));
+    }
+    Ok(argv)
+}
+
 pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let toolchain = tokio::task::spawn_blocking(citygauge_stack::ensure_installed)
         .await?
@@ -109,7 +143,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     drop(store);
 
     // The query service first: it follows the change stream from the start.
-    let mut query = QueryDefaults::try_parse_from(["citygauge-query"]).context("query service defaults")?.query;
+    let mut query = QueryDefaults::try_parse_from(query_args_from_file()?).context("query service options")?.query;
     query.database.database_url = postgres.connection_string("citygauge");
     query.city_timezone = ingest.city_timezone.clone();
     if let Some(dist) = web_dist {

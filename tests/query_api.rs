@@ -333,6 +333,7 @@ async fn openapi_docs_health_metrics_and_a_missing_page() -> anyhow::Result<()> 
     let page = get(&router, "/").await;
     assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(page.text().contains("npm ci") && page.text().contains("--web-dir"), "{}", page.text());
+    assert!(!page.text().contains("/nonexistent/citygauge-web"), "no server path: {}", page.text());
     let metrics = get(&router, "/metrics").await.text();
     assert!(
         metrics.contains(r#"citygauge_query_requests_total{route="/api/v1/openapi.json",status="200"} 1"#),
@@ -475,17 +476,17 @@ async fn database_routes_shed_load_and_time_out_with_retry_after() -> anyhow::Re
 async fn hot_routes_answer_with_the_database_gone() -> anyhow::Result<()> {
     let (service, router, url) = service_with_scene_on(&[]).await?;
     rebuilds(&service, 1).await?;
-    let admin_store = citygauge_store::Store::new(citygauge_store::StoreConfig::new(&url))?;
+    let name: String = {
+        let store = citygauge_store::Store::new(citygauge_store::StoreConfig::new(&url))?;
+        let client = store.client().await?;
+        client.query_one("SELECT current_database()", &[]).await?.get(0)
+    };
+    // From another database: no new connections, and the pool's and the
+    // change stream's are cut.
+    let admin_store = citygauge_store::Store::new(citygauge_store::StoreConfig::new(url.replace(&name, "postgres")))?;
     let admin = admin_store.client().await?;
-    let name: String = admin.query_one("SELECT current_database()", &[]).await?.get(0);
     admin.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await?;
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-              WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await?;
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&name]).await?;
     // The summaries go on being rebuilt from the cache.
     rebuilds(&service, 2).await?;
     for path in [
@@ -542,5 +543,27 @@ async fn graceful_shutdown_finishes_a_request_in_flight() -> anyhow::Result<()> 
     let (status, body) = request.await??;
     assert_eq!(status, 200, "{body}");
     stopping.await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn district_outlines_follow_the_registry() -> anyhow::Result<()> {
+    let (service, router, url) = service_with_scene_on(&[]).await?;
+    let count = |router: Router| async move {
+        let r = get(&router, "/api/v1/map/districts.geojson").await;
+        Ok::<_, anyhow::Error>((r.status == StatusCode::OK).then(|| r.json()["features"].as_array().unwrap().len()))
+    };
+    citygauge_testkit::eventually("the first outlines", Duration::from_secs(60), || async {
+        Ok(count(router.clone()).await?.filter(|n| *n == 18))
+    })
+    .await?;
+    // Yancheng's sensors join Sanmin: one district fewer, once the registry is reloaded.
+    let store = citygauge_store::Store::new(citygauge_store::StoreConfig::new(&url))?;
+    store.client().await?.execute("UPDATE sensors SET district = 'Sanmin' WHERE district = 'Yancheng'", &[]).await?;
+    citygauge_testkit::eventually("outlines derived again", Duration::from_secs(60), || async {
+        Ok(count(router.clone()).await?.filter(|n| *n == 17))
+    })
+    .await?;
+    service.stop().await;
     Ok(())
 }

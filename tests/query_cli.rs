@@ -59,7 +59,15 @@ async fn the_binary_serves_the_demo_city_and_stops_on_sigterm() -> anyhow::Resul
     let file = dir.path().join("citygauge.toml");
     std::fs::write(&file, "http_listen = \"192.0.2.1:9\"\nquery_http_listen = \"127.0.0.1:0\"\n")?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_citygauge"))
-        .args(["--config", file.to_str().expect("utf-8 path"), "query", "--database-url", &db.url, "--log-format", "json"])
+        .args([
+            "--config",
+            file.to_str().expect("utf-8 path"),
+            "query",
+            "--database-url",
+            &db.url,
+            "--log-format",
+            "json",
+        ])
         .env("CITYGAUGE_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

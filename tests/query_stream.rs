@@ -142,9 +142,13 @@ async fn committed_readings_reach_the_cache_and_filtered_streams() -> anyhow::Re
         (after["latest"]["values"]["level_m"].as_f64(), after["level"].as_str()),
         (Some(3.2), Some("warning_1"))
     );
-    let (_, overview) = service.get("/api/v1/overview").await?;
-    let overview: Value = serde_json::from_str(&overview)?;
-    assert_eq!(overview["ingest"]["readings_last_minute"], 3);
+    // Summaries follow within about a second (rebuilt in the background).
+    citygauge_testkit::eventually("the overview to count them", WAIT, || async {
+        let (_, overview) = service.get("/api/v1/overview").await?;
+        let overview: Value = serde_json::from_str(&overview)?;
+        Ok((overview["ingest"]["readings_last_minute"] == 3).then_some(()))
+    })
+    .await?;
     let metric = citygauge_testkit::metric(service.http, "citygauge_query_change_events_total").await?;
     assert_eq!(metric, 3.0);
 

@@ -15,7 +15,7 @@ pub struct QueryConfig {
     /// Address of the API, the control-room page, `/metrics`, `/healthz` and
     /// `/readyz` (port 0 picks a free port). Named apart from the ingest
     /// daemon's `--http-listen`, so one TOML file or environment can set both.
-    #[arg(long, alias = "http-listen", env = "CITYGAUGE_QUERY_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "CITYGAUGE_QUERY_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     pub query_http_listen: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -82,7 +82,8 @@ pub struct QueryConfig {
 fn parse_retention(s: &str) -> Result<(Kind, u32), String> {
     let (kind, days) = s.split_once('=').ok_or_else(|| format!("`{s}` is not kind=days"))?;
     let kind: Kind = kind.trim().parse().map_err(|_| format!("`{kind}` is not a kind"))?;
-    let days: u32 = days.trim().trim_end_matches('d').parse().map_err(|_| format!("`{days}` is not a number of days"))?;
+    let days: u32 =
+        days.trim().trim_end_matches('d').parse().map_err(|_| format!("`{days}` is not a number of days"))?;
     if days == 0 {
         return Err("retention must be at least 1 day".into());
     }

@@ -21,9 +21,6 @@ pub enum QueryError {
     /// A route group is at its concurrency limit; try again after the delay.
     #[error("overloaded, retry after {retry_after:?}")]
     Overloaded { retry_after: Duration },
-    /// The database did not answer in time (statement timeout, pool wait).
-    #[error("database timeout")]
-    Timeout,
     /// The service is not ready (cache not built yet, database down).
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -81,14 +78,23 @@ impl IntoResponse for QueryError {
                 None,
                 Some(*retry_after),
             ),
-            QueryError::Timeout | QueryError::Pool(_) => (
+            // Every connection busy for the whole (short) wait.
+            QueryError::Pool(deadpool_postgres::PoolError::Timeout(_)) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
-                "the query took too long; narrow the range or retry".to_string(),
+                "the database is busy; retry shortly".to_string(),
                 None,
                 Some(Duration::from_secs(1)),
             ),
-            QueryError::Unavailable(_) => (
+            QueryError::Unavailable(_) | QueryError::Pool(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the service is starting or its database is unavailable; retry shortly".to_string(),
+                None,
+                Some(Duration::from_secs(2)),
+            ),
+            // The connection went away mid-request (database restarting).
+            QueryError::Database(e) if e.is_closed() => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the service is starting or its database is unavailable; retry shortly".to_string(),

@@ -13,8 +13,24 @@ use crate::QueryError;
 
 /// Every query parameter of the API, so a rejection can name one.
 const KNOWN: [&str; 18] = [
-    "kind", "subkind", "district", "status", "state", "bbox", "q", "limit", "offset", "kinds", "districts",
-    "sensors", "from", "to", "step", "points", "agg", "columns",
+    "kind",
+    "subkind",
+    "district",
+    "status",
+    "state",
+    "bbox",
+    "q",
+    "limit",
+    "offset",
+    "kinds",
+    "districts",
+    "sensors",
+    "from",
+    "to",
+    "step",
+    "points",
+    "agg",
+    "columns",
 ];
 
 /// `Query<T>` whose rejection is a [`QueryError`] naming the parameter.

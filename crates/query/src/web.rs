@@ -23,19 +23,19 @@ async fn page(state: &AppState, file: &str, request: Request) -> Response {
 }
 
 fn missing_build(state: &AppState, file: &str) -> Response {
-    let dir = state.web_dir.display().to_string();
+    // The server's own path is for its operator's log, not for every visitor.
+    tracing::debug!(dir = %state.web_dir.display(), file, "web: page not built");
     let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>citygauge: page not built</title></head>\
          <body style=\"font-family: sans-serif; max-width: 42em; margin: 3em auto\">\
          <h1>The control-room page is not built</h1>\
-         <p><code>{file}</code> was not found in <code>{dir}</code> (option <code>--web-dir</code>).</p>\
+         <p><code>{file}</code> was not found in the directory given by the option <code>--web-dir</code>.</p>\
          <p>Build it with:</p><pre>cd dashboards/control-room &amp;&amp; npm ci &amp;&amp; npm run build</pre>\
          <p>(<code>citygauge dev</code> and <code>deploy/test.sh</code> do this when the build is missing.)\
          Meanwhile the API is up: <a href=\"/api/docs\">/api/docs</a>, \
          <a href=\"/api/v1/overview\">/api/v1/overview</a>.</p></body></html>",
         file = escape(file),
-        dir = escape(&dir)
     );
     (StatusCode::SERVICE_UNAVAILABLE, Html(body)).into_response()
 }

@@ -46,6 +46,11 @@ pub async fn prepare(url: &str, sizes: Sizes) -> anyhow::Result<DataSet> {
     let backend = store.backend().await?;
     let sensors = dataset::sensors(sizes.sensors)?;
     let history = dataset::history_sensors(&sensors, sizes.history_sensors);
+    let mix: Vec<String> = citygauge_domain::Kind::ALL
+        .iter()
+        .map(|kind| format!("{} {kind}", sensors.iter().filter(|s| s.kind == *kind).count()))
+        .collect();
+    println!("data set: {} sensors ({}), {} with history", sensors.len(), mix.join(", "), history.len());
     let client = connect(url).await?;
     let registered: i64 = client.query_one("SELECT count(*) FROM sensors", &[]).await?.get(0);
     let history_rows = if registered as usize == sensors.len() {

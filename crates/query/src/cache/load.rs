@@ -170,9 +170,11 @@ pub async fn everything(pool: &Pool, tz: chrono_tz::Tz) -> Result<CacheData, Que
     }
     // The newest meter reading is the latest reading's (when it has one).
     for entry in data.sensors.values_mut() {
-        let meter = entry.latest.as_deref().filter(|l| l.quality != QualityLevel::Bad).and_then(|l| {
-            l.number("energy_kwh").map(|kwh| (l.ts, kwh))
-        });
+        let meter = entry
+            .latest
+            .as_deref()
+            .filter(|l| l.quality != QualityLevel::Bad)
+            .and_then(|l| l.number("energy_kwh").map(|kwh| (l.ts, kwh)));
         if let Some((ts, kwh)) = meter {
             entry.note_meter(ts, kwh, now, tz);
         }

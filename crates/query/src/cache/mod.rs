@@ -125,7 +125,15 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(meta: Arc<SensorMeta>) -> Entry {
-        Entry { meta, latest: None, rain: BTreeMap::new(), meter_before: None, meter_last: None, meter_day_min: None, last_seen: None }
+        Entry {
+            meta,
+            latest: None,
+            rain: BTreeMap::new(),
+            meter_before: None,
+            meter_last: None,
+            meter_day_min: None,
+            last_seen: None,
+        }
     }
 
     /// Takes one meter reading (any order, duplicates harmless).
@@ -162,7 +170,7 @@ impl Entry {
             .max_by_key(|(t, _)| *t)
             .map(|(_, kwh)| kwh)
             .or(self.meter_day_min.filter(|(d, _)| *d == today).map(|(_, kwh)| kwh))?;
-        (last >= baseline).then(|| last - baseline)
+        (last >= baseline).then_some(last - baseline)
     }
 
     /// The gauge's kept readings, oldest first, without copying them.
@@ -186,7 +194,8 @@ impl CacheData {
         metas.iter().any(|m| self.sensors.get(&m.id).is_none_or(|e| e.meta.as_ref() != m))
             // An entry `set_registry` would drop (kept: heard, not yet registered).
             || self.sensors.iter().any(|(id, e)| {
-                !ids.contains(id.as_str()) && !(e.meta.status == SensorStatus::Pending && e.latest.is_some())
+                let kept = ids.contains(id.as_str()) || (e.meta.status == SensorStatus::Pending && e.latest.is_some());
+                !kept
             })
     }
 
@@ -374,6 +383,24 @@ impl Cache {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_registry_refresh_that_finds_nothing_new_changes_nothing() {
+        let meta = |id: &str, district: &str| SensorMeta {
+            district: Some(district.into()),
+            status: SensorStatus::Active,
+            ..SensorMeta::placeholder(id, Kind::WaterLevel)
+        };
+        let cache = Cache::new(chrono_tz::Asia::Taipei, 3.0, 1.0);
+        let metas = vec![meta("kh-wl-0001", "Sanmin"), meta("kh-wl-0002", "Gushan")];
+        cache.update(|d| d.set_registry(metas.clone()));
+        let version = cache.version();
+        assert!(!cache.read().registry_differs(&metas));
+        assert!(!cache.update_if(|d| d.registry_differs(&metas)));
+        assert_eq!(cache.version(), version, "an unchanged registry leaves the summaries alone");
+        assert!(cache.read().registry_differs(&[meta("kh-wl-0001", "Sanmin"), meta("kh-wl-0002", "Lingya")]));
+        assert!(cache.read().registry_differs(&metas[..1]), "a sensor removed");
+    }
 
     #[test]
     fn energy_today_starts_from_the_last_reading_before_midnight() {

@@ -66,8 +66,9 @@ pub fn state(entry: &Entry, now: DateTime<Utc>, stale_factor: f64) -> State {
 /// The rain a gauge saw in each window ending at `now` (read straight from
 /// the gauge's map: nothing is copied, as this runs under the cache's lock).
 pub fn rain_windows(entry: &Entry, now: DateTime<Utc>) -> [(Window, Accumulation); 4] {
-    Window::ALL
-        .map(|w| (w, rain_window::accumulate_iter(entry.rain_intervals(), now, w.seconds(), entry.meta.expected_interval_s)))
+    Window::ALL.map(|w| {
+        (w, rain_window::accumulate_iter(entry.rain_intervals(), now, w.seconds(), entry.meta.expected_interval_s))
+    })
 }
 
 pub fn rain_class(windows: &[(Window, Accumulation); 4]) -> RainClass {

@@ -124,14 +124,22 @@ mod tests {
         // A day, 60 days ago, at 1000 points: 5-minute buckets would read
         // the 1-minute rollup, long deleted there.
         let old = request("2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z", Resolution::Points(1000), Agg::Avg);
-        assert!(matches!(series::plan(&old, &SeriesLimits::default()), series::Plan::Readings { .. }), "without retention");
-        let series::Plan::Buckets(b) = series::plan(&within_retention(old.clone(), kept_from), &SeriesLimits::default()) else {
+        assert!(
+            matches!(series::plan(&old, &SeriesLimits::default()), series::Plan::Readings { .. }),
+            "without retention"
+        );
+        let series::Plan::Buckets(b) =
+            series::plan(&within_retention(old.clone(), kept_from), &SeriesLimits::default())
+        else {
             panic!("expected buckets")
         };
         assert_eq!((b.step_s, b.source, b.count()), (3_600, series::Source::Hour, 24));
         // A year: already hourly or coarser.
         let year = request("2025-11-30T00:00:00Z", "2026-11-30T00:00:00Z", Resolution::Points(1000), Agg::Avg);
-        let series::Plan::Buckets(b) = series::plan(&within_retention(year, kept_from), &SeriesLimits::default()) else { panic!() };
+        let series::Plan::Buckets(b) = series::plan(&within_retention(year, kept_from), &SeriesLimits::default())
+        else {
+            panic!()
+        };
         assert_eq!((b.step_s, b.source), (43_200, series::Source::Hour));
         // Recent ranges, unknown retention, explicit steps: unchanged.
         let recent = request("2026-11-29T00:00:00Z", "2026-11-30T00:00:00Z", Resolution::Points(1000), Agg::Avg);
@@ -140,5 +148,4 @@ mod tests {
         let stepped = SeriesRequest { resolution: Resolution::Step(300), ..old };
         assert_eq!(within_retention(stepped.clone(), kept_from), stepped);
     }
-
 }

@@ -292,7 +292,7 @@ fn flush_pending(at: &mut Position, sink: &Sink) -> Result<(), End> {
     while start < pending.len() {
         let mut end = start;
         let mut size = 2;
-        while end < pending.len() && (end == start || size + pending[end].len() + 1 <= MAX_FRAME_BYTES) {
+        while end < pending.len() && (end == start || size + pending[end].len() < MAX_FRAME_BYTES) {
             size += pending[end].len() + 1;
             end += 1;
         }
@@ -395,7 +395,8 @@ mod tests {
             }]);
             tokio::task::yield_now().await;
         }
-        assert_eq!(task.await.unwrap(), End::Dropped, "1 MiB queued and unread");
+        let ended = tokio::time::timeout(Duration::from_secs(30), task).await.expect("dropped, not left running");
+        assert_eq!(ended.unwrap(), End::Dropped, "1 MiB queued and unread");
         let mut total = 0;
         while let Ok(chunk) = rx.try_recv() {
             assert!(chunk.len() <= MAX_FRAME_BYTES + 11_000, "frames are bounded: {}", chunk.len());
@@ -461,7 +462,10 @@ mod tests {
         let newest = hub.last_id();
         let mut last_id = String::new();
         while last_id != newest {
-            let chunk = rx.recv().await.expect("stream open");
+            let chunk = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no `id: {newest}` sent; last was `{last_id}`"))
+                .expect("stream open");
             let text = String::from_utf8(chunk.to_vec()).unwrap();
             assert!(!text.contains("Gushan"), "{text}");
             if let Some(line) = text.lines().find(|l| l.starts_with("id: ")) {
