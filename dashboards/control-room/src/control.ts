@@ -6,7 +6,7 @@ import "./style.css";
 import { api, untilLoaded } from "./api";
 import { isLoud } from "./classify";
 import { loadConfig } from "./config";
-import { expose } from "./debug";
+import { expose, mapViews } from "./debug";
 import { renderDistrict } from "./district";
 import { sensorTooltip } from "./describe";
 import { byId, cityTime } from "./dom";
@@ -69,12 +69,7 @@ async function main(): Promise<void> {
     ready: false,
     readings: 0,
     alerts: 0,
-    markers: () => map.markerCount(),
-    sensor: (id) => store.get(id),
-    fill: (id) => map.fillOf(id),
-    point: (id) => map.pagePoint(id),
-    focus: (id) => map.focus(id),
-    fitCity: () => map.fitCity(),
+    ...mapViews(map, store),
     chartSensor: () => panel.sensorId(),
     chartPoints: () => panel.points(),
     chartLoaded: () => panel.loaded(),

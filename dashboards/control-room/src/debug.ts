@@ -1,7 +1,8 @@
 // `window.__citygauge`: what the page shows, for the browser test and for
 // an operator's console. Read-only views of live state.
 
-import type { SensorView } from "./sensors";
+import type { CityMap } from "./map";
+import type { SensorStore, SensorView } from "./sensors";
 import type { StreamStats } from "./stream";
 
 export interface DebugHandle {
@@ -34,4 +35,19 @@ declare global {
 export function expose(handle: DebugHandle): DebugHandle {
   window.__citygauge = handle;
   return handle;
+}
+
+/** The handle's views of the map and its sensors, the same on both pages. */
+export function mapViews(
+  map: CityMap,
+  store: SensorStore,
+): Pick<DebugHandle, "markers" | "sensor" | "fill" | "point" | "focus" | "fitCity"> {
+  return {
+    markers: () => map.markerCount(),
+    sensor: (id) => store.get(id),
+    fill: (id) => map.fillOf(id),
+    point: (id) => map.pagePoint(id),
+    focus: (id) => map.focus(id),
+    fitCity: () => map.fitCity(),
+  };
 }

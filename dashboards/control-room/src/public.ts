@@ -8,7 +8,7 @@ import * as L from "leaflet";
 
 import { api, untilLoaded } from "./api";
 import { loadConfig } from "./config";
-import { expose } from "./debug";
+import { expose, mapViews } from "./debug";
 import { byId, el, esc } from "./dom";
 import { aqiWords, districtName, initialLang, KIND_NAMES, plainLabel, rememberLang, t, UI, type Bi, type Lang } from "./i18n";
 import { Legend } from "./legend";
@@ -105,12 +105,7 @@ async function main(): Promise<void> {
     ready: false,
     readings: 0,
     alerts: 0,
-    markers: () => map.markerCount(),
-    sensor: (id) => store.get(id),
-    fill: (id) => map.fillOf(id),
-    point: (id) => map.pagePoint(id),
-    focus: (id) => map.focus(id),
-    fitCity: () => map.fitCity(),
+    ...mapViews(map, store),
     chartSensor: () => null,
     chartPoints: () => 0,
     chartLoaded: () => null,

@@ -10,8 +10,8 @@ export type State = "ok" | "stale" | "alerting" | "pending" | "retired" | "no_da
 
 export type Values = Record<string, number | boolean | string | null>;
 
-/** Properties of one feature of `/api/v1/map/sensors.geojson`. */
-export interface SensorProps {
+/** What the map layer and `/api/v1/sensors/{id}` both say of a sensor. */
+export interface SensorBase {
   id: string;
   kind: Kind;
   subkind: string | null;
@@ -21,6 +21,10 @@ export interface SensorProps {
   status: string;
   state: State;
   level: string | null;
+}
+
+/** Properties of one feature of `/api/v1/map/sensors.geojson`. */
+export interface SensorProps extends SensorBase {
   ts: string | null;
   age_s: number | null;
   quality: string | null;
@@ -48,20 +52,11 @@ export interface DistrictFeature {
 }
 
 /** `/api/v1/sensors/{id}` */
-export interface Sensor {
-  id: string;
-  kind: Kind;
-  subkind: string | null;
-  name: string | null;
-  name_zh: string | null;
-  district: string | null;
-  status: string;
+export interface Sensor extends SensorBase {
   lon: number;
   lat: number;
   thresholds: Record<string, number> | null;
   expected_interval_s: number | null;
-  state: State;
-  level: string | null;
   latest: {
     ts: string;
     age_s: number;

@@ -142,7 +142,7 @@ END",
 }
 
 const RAIN_CLASS: &str = "CASE WHEN r24h IS NULL THEN NULL WHEN r24h >= 500 THEN 'extremely_torrential' \
-     WHEN r24h >= 350 THEN 'torrential' WHEN r24h >= 200 OR r3h >= 100 THEN 'extremely_heavy' \
+     WHEN r24h >= 350 OR r3h >= 200 THEN 'torrential' WHEN r24h >= 200 OR r3h >= 100 THEN 'extremely_heavy' \
      WHEN r24h >= 80 OR r1h >= 40 THEN 'heavy' ELSE 'none' END";
 
 fn category(aqi: &str) -> String {
@@ -153,24 +153,23 @@ fn category(aqi: &str) -> String {
     )
 }
 
-/// MOENV's breakpoints (concentration low, high, index low, high).
-const PM2_5: [(f64, f64, u32, u32); 7] = [
-    (0.0, 15.4, 0, 50),
-    (15.5, 35.4, 51, 100),
-    (35.5, 54.4, 101, 150),
-    (54.5, 150.4, 151, 200),
-    (150.5, 250.4, 201, 300),
-    (250.5, 350.4, 301, 400),
-    (350.5, 500.4, 401, 500),
+/// MOENV's breakpoints in force since 2025 (concentration low, high, index
+/// low, high), as `citygauge_domain::aqi` has them.
+const PM2_5: [(f64, f64, u32, u32); 6] = [
+    (0.0, 12.4, 0, 50),
+    (12.5, 30.4, 51, 100),
+    (30.5, 50.4, 101, 150),
+    (50.5, 125.4, 151, 200),
+    (125.5, 225.4, 201, 300),
+    (225.5, 325.4, 301, 500),
 ];
-const PM10: [(f64, f64, u32, u32); 7] = [
-    (0.0, 54.0, 0, 50),
-    (55.0, 125.0, 51, 100),
-    (126.0, 254.0, 101, 150),
-    (255.0, 354.0, 151, 200),
+const PM10: [(f64, f64, u32, u32); 6] = [
+    (0.0, 30.0, 0, 50),
+    (31.0, 75.0, 51, 100),
+    (76.0, 190.0, 101, 150),
+    (191.0, 354.0, 151, 200),
     (355.0, 424.0, 201, 300),
-    (425.0, 504.0, 301, 400),
-    (505.0, 604.0, 401, 500),
+    (425.0, 604.0, 301, 500),
 ];
 
 /// The AQI: the higher of the PM2.5 and PM10 sub-indices, each a linear
@@ -257,17 +256,23 @@ fn district_summary() -> String {
               'fraction_of_warning', v / nullif((thresholds->>'warning_3_m')::float8, 0),
               'warning_level', CASE level WHEN 'warning_1' THEN 1 WHEN 'warning_2' THEN 2 WHEN 'warning_3' THEN 3 END)
             ORDER BY v / nullif((thresholds->>'warning_3_m')::float8, 0) DESC NULLS LAST)
-            FILTER (WHERE kind = 'water_level' AND subkind = 'river' AND v IS NOT NULL))[1],
+            FILTER (WHERE kind = 'water_level' AND subkind = 'river' AND v IS NOT NULL AND state <> 'stale'))[1],
+  'river_stale', count(*) FILTER (WHERE kind = 'water_level' AND subkind = 'river' AND state = 'stale'),
   'road_flooding', json_build_object('sensors', count(*) FILTER (WHERE kind = 'flood_depth'),
-      'wet', count(*) FILTER (WHERE kind = 'flood_depth' AND v > 0), 'max_depth_cm', max(v) FILTER (WHERE kind = 'flood_depth'),
+      'wet', count(*) FILTER (WHERE kind = 'flood_depth' AND v > 0 AND state <> 'stale'),
+      'stale', count(*) FILTER (WHERE kind = 'flood_depth' AND state = 'stale'),
+      'max_depth_cm', max(v) FILTER (WHERE kind = 'flood_depth' AND state <> 'stale'),
       'max_sensor', (array_agg(id ORDER BY v DESC NULLS LAST) FILTER (WHERE kind = 'flood_depth'))[1],
       'items', coalesce(json_agg(json_build_object('sensor_id', id, 'depth_cm', v, 'ts', ts) ORDER BY v DESC)
                         FILTER (WHERE kind = 'flood_depth' AND v > 0), '[]')),
-  'air', json_build_object('aqi', max(aqi), 'worst_sensor', (array_agg(id ORDER BY aqi DESC NULLS LAST) FILTER (WHERE kind = 'air_quality'))[1],
+  'air', json_build_object('aqi', max(aqi) FILTER (WHERE state <> 'stale'),
+      'stale', count(*) FILTER (WHERE kind = 'air_quality' AND state = 'stale'), 'worst_sensor', (array_agg(id ORDER BY aqi DESC NULLS LAST) FILTER (WHERE kind = 'air_quality'))[1],
       'stations', count(*) FILTER (WHERE kind = 'air_quality')),
   'streetlights', json_build_object('total', count(*) FILTER (WHERE kind = 'streetlight'),
-      'on', count(*) FILTER (WHERE level = 'on'), 'off', count(*) FILTER (WHERE level = 'off'),
-      'faulty', count(*) FILTER (WHERE level = 'fault'),
+      'on', count(*) FILTER (WHERE level = 'on' AND state <> 'stale'),
+      'off', count(*) FILTER (WHERE level = 'off' AND state <> 'stale'),
+      'faulty', count(*) FILTER (WHERE level = 'fault' AND state <> 'stale'),
+      'stale', count(*) FILTER (WHERE kind = 'streetlight' AND state = 'stale'),
       'no_data', count(*) FILTER (WHERE kind = 'streetlight' AND ts IS NULL),
       'energy_today_kwh', sum(energy_today) FILTER (WHERE kind = 'streetlight'))) AS summary
   FROM classified GROUP BY district",
@@ -387,7 +392,7 @@ mod tests {
     fn aqi_bands_interpolate_truncated_concentrations() {
         let sql = aqi();
         assert!(
-            sql.contains("WHEN trunc(pm25::numeric, 1) <= 15.4 THEN round((50 - 0)::numeric / (15.4 - 0)"),
+            sql.contains("WHEN trunc(pm25::numeric, 1) <= 12.4 THEN round((50 - 0)::numeric / (12.4 - 0)"),
             "{sql}"
         );
         assert!(sql.contains("trunc(pm10::numeric, 0)"), "{sql}");

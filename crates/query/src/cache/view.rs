@@ -92,42 +92,55 @@ pub fn river_warning(meta: &SensorMeta, level_m: f64) -> Option<u8> {
 
 /// What a sensor's latest value means; on the wire the same snake_case
 /// strings for every kind (`warning_3`, `wet`, `unhealthy_sensitive`, `on`...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Level {
     // Water level: river gauges against their warning levels; drainage `high`.
     Normal,
-    #[serde(rename = "warning_3")]
     Warning3,
-    #[serde(rename = "warning_2")]
     Warning2,
-    #[serde(rename = "warning_1")]
     Warning1,
     High,
     // Flood depth.
     Wet,
     Alert,
     Severe,
-    // Air: MOENV AQI categories.
-    Good,
-    Moderate,
-    UnhealthySensitive,
-    Unhealthy,
-    VeryUnhealthy,
-    Hazardous,
+    /// Air: the MOENV AQI category, by its own name.
+    Air(AqiCategory),
     // Streetlights.
     On,
     Off,
     Fault,
-    // Rain: CWA classes.
-    None,
-    Heavy,
-    ExtremelyHeavy,
-    Torrential,
-    ExtremelyTorrential,
+    /// Rain: the CWA class, by its own name (declared in order of severity).
+    Rain(RainClass),
 }
 
 impl Level {
+    /// Every level, in declaration order (the schema's list of values).
+    const ALL: [Level; 22] = [
+        Level::Normal,
+        Level::Warning3,
+        Level::Warning2,
+        Level::Warning1,
+        Level::High,
+        Level::Wet,
+        Level::Alert,
+        Level::Severe,
+        Level::Air(AqiCategory::Good),
+        Level::Air(AqiCategory::Moderate),
+        Level::Air(AqiCategory::UnhealthySensitive),
+        Level::Air(AqiCategory::Unhealthy),
+        Level::Air(AqiCategory::VeryUnhealthy),
+        Level::Air(AqiCategory::Hazardous),
+        Level::On,
+        Level::Off,
+        Level::Fault,
+        Level::Rain(RainClass::None),
+        Level::Rain(RainClass::Heavy),
+        Level::Rain(RainClass::ExtremelyHeavy),
+        Level::Rain(RainClass::Torrential),
+        Level::Rain(RainClass::ExtremelyTorrential),
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Normal => "normal",
@@ -138,44 +151,34 @@ impl Level {
             Level::Wet => "wet",
             Level::Alert => "alert",
             Level::Severe => "severe",
-            Level::Good => "good",
-            Level::Moderate => "moderate",
-            Level::UnhealthySensitive => "unhealthy_sensitive",
-            Level::Unhealthy => "unhealthy",
-            Level::VeryUnhealthy => "very_unhealthy",
-            Level::Hazardous => "hazardous",
+            Level::Air(category) => category.as_str(),
             Level::On => "on",
             Level::Off => "off",
             Level::Fault => "fault",
-            Level::None => "none",
-            Level::Heavy => "heavy",
-            Level::ExtremelyHeavy => "extremely_heavy",
-            Level::Torrential => "torrential",
-            Level::ExtremelyTorrential => "extremely_torrential",
-        }
-    }
-
-    fn of_aqi(category: AqiCategory) -> Level {
-        match category {
-            AqiCategory::Good => Level::Good,
-            AqiCategory::Moderate => Level::Moderate,
-            AqiCategory::UnhealthySensitive => Level::UnhealthySensitive,
-            AqiCategory::Unhealthy => Level::Unhealthy,
-            AqiCategory::VeryUnhealthy => Level::VeryUnhealthy,
-            AqiCategory::Hazardous => Level::Hazardous,
-        }
-    }
-
-    fn of_rain(class: RainClass) -> Level {
-        match class {
-            RainClass::None => Level::None,
-            RainClass::Heavy => Level::Heavy,
-            RainClass::ExtremelyHeavy => Level::ExtremelyHeavy,
-            RainClass::Torrential => Level::Torrential,
-            RainClass::ExtremelyTorrential => Level::ExtremelyTorrential,
+            Level::Rain(class) => class.as_str(),
         }
     }
 }
+
+impl Serialize for Level {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl utoipa::PartialSchema for Level {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "What a sensor's latest value means; on the wire the same snake_case\nstrings for every kind (`warning_3`, `wet`, `unhealthy_sensitive`, `on`...).",
+            ))
+            .enum_values(Some(Level::ALL.map(Level::as_str)))
+            .into()
+    }
+}
+
+impl ToSchema for Level {}
 
 /// The kind's classification of the latest value; `None` without a usable
 /// reading (none, or flagged `bad`: sensor health comes before hazard).
@@ -193,7 +196,7 @@ pub fn level(
             Some(w) => rain_class(w),
             None => rain_class(&rain_windows(entry, now)),
         };
-        return Some(Level::of_rain(class));
+        return Some(Level::Rain(class));
     }
     let latest = entry.latest.as_deref().filter(|l| l.quality != QualityLevel::Bad)?;
     Some(match meta.kind {
@@ -225,7 +228,7 @@ pub fn level(
                 Level::Normal
             }
         }
-        Kind::AirQuality => Level::of_aqi(AqiCategory::of(aqi_of(latest)?)),
+        Kind::AirQuality => Level::Air(AqiCategory::of(aqi_of(latest)?)),
         Kind::Streetlight => {
             if latest.values.get("fault").is_some_and(|f| !f.is_null()) {
                 Level::Fault

@@ -7,7 +7,6 @@ pub mod summary;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -75,7 +74,5 @@ pub async fn sensors_handler(
         return Err(unknown(&name));
     }
     filter.district = Some(name);
-    state.metrics.hit("sensors");
-    let page = sensors_api::list(&state.cache, &filter, Utc::now());
-    Ok(crate::cache::prepared::json_response(&page, &page.untimed(), &headers))
+    Ok(sensors_api::page_response(&state, &filter, &headers))
 }

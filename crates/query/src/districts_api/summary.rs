@@ -130,7 +130,7 @@ pub fn summarise<'a>(district: &str, sensors: impl Iterator<Item = &'a Derived>)
     let mut rain_sum: [(f64, usize); 4] = [(0.0, 0); 4];
     let mut rain = RainSummary { class: RainClass::None.as_str(), ..RainSummary::default() };
     // Rain levels are declared in order of severity.
-    let mut worst_class = Level::None;
+    let mut worst_class = Level::Rain(RainClass::None);
     let mut river: Option<RiverSummary> = None;
     let mut river_rank = f64::NEG_INFINITY;
     let mut river_stale = 0;

@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use citygauge_domain::aqi::AqiCategory;
-use citygauge_domain::rain_window::Window;
+use citygauge_domain::rain_window::{RainClass, Window};
 use citygauge_domain::{Kind, SensorStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -92,7 +92,7 @@ pub fn compute(snapshot: &Snapshot, ingest: (u64, Option<DateTime<Utc>>)) -> Ove
     let mut sensors = SensorCounts::default();
     let mut rain = OverviewRain::default();
     // Rain levels are declared in order of severity.
-    let mut class = Level::None;
+    let mut class = Level::Rain(RainClass::None);
     let mut rivers = OverviewRivers::default();
     let mut roads = OverviewRoads::default();
     let mut air = OverviewAir::default();

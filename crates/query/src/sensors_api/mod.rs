@@ -167,9 +167,15 @@ pub async fn list_handler(
 ) -> Result<Response, QueryError> {
     let filter = SensorFilter::parse(&p)?;
     state.ready()?;
+    Ok(page_response(&state, &filter, &headers))
+}
+
+/// The page of sensors `filter` selects, with an ETag from the page without
+/// `age_s` (304 on If-None-Match): the sensor list and a district's sensors.
+pub fn page_response(state: &AppState, filter: &SensorFilter, headers: &HeaderMap) -> Response {
     state.metrics.hit("sensors");
-    let page = list(&state.cache, &filter, Utc::now());
-    Ok(crate::cache::prepared::json_response(&page, &page.untimed(), &headers))
+    let page = list(&state.cache, filter, Utc::now());
+    crate::cache::prepared::json_response(&page, &page.untimed(), headers)
 }
 
 /// One sensor, with its installation details.

@@ -1,9 +1,8 @@
 //! A series as CSV: header `ts,<columns...>` (`quality` last for raw
 //! readings), RFC 3339 UTC times, an empty cell for a null.
 
-use chrono::SecondsFormat;
-
 use super::Series;
+use crate::cache::view::rfc3339;
 use crate::QueryError;
 
 /// The media type of [`to_csv`]'s output.
@@ -23,7 +22,7 @@ pub fn to_csv(series: &Series) -> Result<bytes::Bytes, QueryError> {
     let mut record: Vec<String> = Vec::with_capacity(header.len());
     for (row, ts) in series.t.iter().enumerate() {
         record.clear();
-        record.push(ts.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        record.push(rfc3339(*ts));
         for (_, values) in series.columns.iter() {
             // `{}` writes the shortest text that reads back as the same f64.
             record.push(values[row].map(|v| v.to_string()).unwrap_or_default());

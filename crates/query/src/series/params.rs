@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::Buckets;
 use super::time::{format_duration, parse_duration, parse_instant};
+use crate::cache::view::rfc3339;
+use crate::params::{given, shown};
 use crate::QueryError;
 
 /// The query string of `/series` and `/series.csv`. Every field is taken as
@@ -92,6 +94,9 @@ pub struct SeriesLimits {
     pub default_points: u32,
     /// Range when `from` is not given.
     pub default_range_s: i64,
+    /// Where the kind's raw retention (shared by its 1-minute rollup) begins
+    /// for this request; `None`: unknown, nothing assumed deleted.
+    pub raw_kept_from: Option<DateTime<Utc>>,
 }
 
 impl Default for SeriesLimits {
@@ -102,6 +107,7 @@ impl Default for SeriesLimits {
             max_points: 10_000,
             default_points: 1_000,
             default_range_s: 86_400,
+            raw_kept_from: None,
         }
     }
 }
@@ -147,14 +153,14 @@ impl SeriesParams {
         let agg = match given(&self.agg) {
             None => Agg::Avg,
             Some(text) => Agg::ALL.into_iter().find(|a| a.as_str() == text).ok_or_else(|| {
-                QueryError::bad("agg", format!("{:?} is not one of avg, min, max, sum, last, count", clip(text)))
+                QueryError::bad("agg", format!("{:?} is not one of avg, min, max, sum, last, count", shown(text)))
             })?,
         };
 
         let resolution = match (given(&self.step), given(&self.points)) {
             (Some(_), Some(_)) => return Err(QueryError::bad("points", "give either step or points, not both")),
             (Some("raw"), None) => {
-                if self.agg.is_some() {
+                if given(&self.agg).is_some() {
                     return Err(QueryError::bad("agg", "raw readings are not aggregated; drop agg or give a step"));
                 }
                 if range_s > limits.max_raw_range_s {
@@ -189,7 +195,7 @@ impl SeriesParams {
             (None, Some(text)) => {
                 let points: u32 = text
                     .parse()
-                    .map_err(|_| QueryError::bad("points", format!("{:?} is not a whole number", clip(text))))?;
+                    .map_err(|_| QueryError::bad("points", format!("{:?} is not a whole number", shown(text))))?;
                 if points == 0 || points > limits.max_points {
                     return Err(QueryError::bad("points", format!("must be between 1 and {}", limits.max_points)));
                 }
@@ -214,10 +220,6 @@ impl SeriesParams {
     }
 }
 
-fn given(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim)
-}
-
 fn parse_columns(text: &str, kind: Kind) -> Result<Vec<Field>, QueryError> {
     let mut columns = Vec::new();
     for name in text.split(',').map(str::trim) {
@@ -226,7 +228,7 @@ fn parse_columns(text: &str, kind: Kind) -> Result<Vec<Field>, QueryError> {
         }
         let field = kind.columns().iter().copied().find(|f| f.name() == name).ok_or_else(|| {
             let known: Vec<&str> = kind.columns().iter().map(|f| f.name()).collect();
-            QueryError::bad("columns", format!("{kind} has no column {:?}; it has {}", clip(name), known.join(", ")))
+            QueryError::bad("columns", format!("{kind} has no column {:?}; it has {}", shown(name), known.join(", ")))
         })?;
         if columns.contains(&field) {
             return Err(QueryError::bad("columns", format!("{field} is listed twice")));
@@ -234,14 +236,6 @@ fn parse_columns(text: &str, kind: Kind) -> Result<Vec<Field>, QueryError> {
         columns.push(field);
     }
     Ok(columns)
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(40).collect()
 }
 
 #[cfg(test)]
@@ -298,13 +292,21 @@ mod tests {
         assert_eq!(r.resolution, Resolution::Raw);
     }
 
+    /// An empty value is an absent one, as for every other route.
+    #[test]
+    fn empty_values_are_absent() {
+        let empty = [("from", ""), ("to", " "), ("step", ""), ("points", ""), ("agg", ""), ("columns", "")];
+        assert_eq!(check(Kind::Streetlight, &empty).unwrap(), check(Kind::Streetlight, &[]).unwrap());
+        let r = check(Kind::WaterLevel, &[("step", "raw"), ("agg", "")]).unwrap();
+        assert_eq!((r.resolution, r.agg), (Resolution::Raw, Agg::Avg));
+    }
+
     /// Every bad value: the parameter it names, and a word of the reason.
     #[test]
     fn every_bad_value_names_its_parameter() {
         type Case<'a> = (Kind, &'a [(&'a str, &'a str)], &'a str, &'a str);
         let cases: &[Case] = &[
             (Kind::WaterLevel, &[("from", "yesterday")], "from", "not a time"),
-            (Kind::WaterLevel, &[("from", "")], "from", "empty"),
             (Kind::WaterLevel, &[("from", "1900-01-01T00:00:00Z")], "from", "out of range"),
             (Kind::WaterLevel, &[("to", "2026-11-31T00:00:00Z")], "to", "not a time"),
             (Kind::WaterLevel, &[("to", "now+")], "to", "empty"),
@@ -329,7 +331,6 @@ mod tests {
             (Kind::WaterLevel, &[("agg", "AVG")], "agg", "not one of"),
             (Kind::WaterLevel, &[("columns", "depth_cm")], "columns", "no column"),
             (Kind::WaterLevel, &[("columns", "level")], "columns", "no column"),
-            (Kind::WaterLevel, &[("columns", "")], "columns", "empty"),
             (Kind::WaterLevel, &[("columns", "level_m,")], "columns", "empty"),
             (Kind::WaterLevel, &[("columns", "level_m,level_m")], "columns", "twice"),
             (Kind::Streetlight, &[("columns", "fault")], "columns", "text column"),

@@ -135,6 +135,10 @@ pub fn nice_step(range_s: i64, points: u32) -> i64 {
 ///   there are at most `points` of them: a zoomed-in chart then shows what the
 ///   sensor sent, not a bucket grid finer than its cadence, full of gaps.
 ///   Otherwise buckets of the nice step for the budget.
+/// - a point budget whose range reaches back before `limits.raw_kept_from`:
+///   buckets from the hourly rollup or coarser, as the raw table and the
+///   1-minute rollup no longer hold that part and would come back empty.
+///   Explicit steps and `step=raw` are the client's choice and stay as asked.
 pub fn plan(request: &SeriesRequest, limits: &SeriesLimits) -> Plan {
     let (from, to) = (request.from, request.to);
     match request.resolution {
@@ -142,7 +146,13 @@ pub fn plan(request: &SeriesRequest, limits: &SeriesLimits) -> Plan {
         Resolution::Step(step_s) => Plan::Buckets(Buckets::covering(from, to, step_s)),
         Resolution::Points(points) => {
             let range_s = (to - from).num_seconds().max(1);
-            let buckets = Buckets::covering(from, to, nice_step(range_s, points));
+            let step_s = nice_step(range_s, points);
+            if limits.raw_kept_from.is_some_and(|kept_from| from < kept_from) {
+                // Nice steps from an hour up are whole hours; shorter ones become one.
+                let hours = (step_s + 3_599) / 3_600;
+                return Plan::Buckets(Buckets::covering(from, to, hours * 3_600));
+            }
+            let buckets = Buckets::covering(from, to, step_s);
             if range_s <= limits.max_raw_range_s && request.agg.applies_to_single_readings() {
                 let limit = usize::try_from(points).unwrap_or(usize::MAX);
                 Plan::Readings { from, to, limit, fallback: Some(buckets) }
@@ -238,6 +248,26 @@ mod tests {
             plan(&r, &SeriesLimits::default()),
             Plan::Readings { from: r.from, to: r.to, limit: 100_000, fallback: None }
         );
+    }
+
+    #[test]
+    fn ranges_older_than_the_raw_retention_read_the_hourly_rollup() {
+        let kept = SeriesLimits { raw_kept_from: Some(t("2026-10-31T00:00:00Z")), ..SeriesLimits::default() };
+        // A day, 60 days ago, at 1000 points: 5-minute buckets would read
+        // the 1-minute rollup, long deleted there.
+        let old = request("2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z", Resolution::Points(1000), Agg::Avg);
+        assert!(matches!(plan(&old, &SeriesLimits::default()), Plan::Readings { .. }), "without retention");
+        let Plan::Buckets(b) = plan(&old, &kept) else { panic!("expected buckets") };
+        assert_eq!((b.step_s, b.source, b.count()), (3_600, Source::Hour, 24));
+        // A year: already hourly or coarser.
+        let year = request("2025-11-30T00:00:00Z", "2026-11-30T00:00:00Z", Resolution::Points(1000), Agg::Avg);
+        let Plan::Buckets(b) = plan(&year, &kept) else { panic!() };
+        assert_eq!((b.step_s, b.source), (43_200, Source::Hour));
+        // Recent ranges and explicit steps: as without retention.
+        let recent = request("2026-11-29T00:00:00Z", "2026-11-30T00:00:00Z", Resolution::Points(1000), Agg::Avg);
+        assert_eq!(plan(&recent, &kept), plan(&recent, &SeriesLimits::default()));
+        let stepped = SeriesRequest { resolution: Resolution::Step(300), ..old };
+        assert_eq!(plan(&stepped, &kept), plan(&stepped, &SeriesLimits::default()));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
+use crate::params::shown;
+
 /// The instants a series may start or end at. Bounded so that no arithmetic
 /// on them (alignment, gap filling) can overflow, and so that a typo such as
 /// milliseconds sent as seconds is refused instead of silently read.
@@ -34,7 +36,7 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!("{:?} is not a duration; expected e.g. 30s, 5m, 1h, 1d or seconds", clip(text)));
+            return Err(format!("{:?} is not a duration; expected e.g. 30s, 5m, 1h, 1d or seconds", shown(text)));
         }
         let number: Option<i64> = rest[..digits].parse().ok();
         rest = &rest[digits..];
@@ -43,11 +45,11 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         rest = &rest[unit_len..];
         let Some((_, per)) = UNITS.iter().find(|(name, _)| *name == unit) else {
             return Err(if unit.is_empty() {
-                format!("{:?}: every number needs a unit (w, d, h, m, s)", clip(text))
+                format!("{:?}: every number needs a unit (w, d, h, m, s)", shown(text))
             } else if unit == "ms" || unit == "us" || unit == "ns" {
                 "sub-second durations are not supported; the finest step is 1s".into()
             } else {
-                format!("unknown unit {:?}; use w, d, h, m or s", clip(unit))
+                format!("unknown unit {:?}; use w, d, h, m or s", shown(unit))
             });
         };
         let part = number.and_then(|n| n.checked_mul(*per));
@@ -106,7 +108,7 @@ pub fn parse_instant(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, St
             Err(e) => {
                 return Err(format!(
                     "{:?} is not a time ({e}); expected RFC 3339 such as 2026-11-30T03:00:00Z, epoch seconds or milliseconds, or now/-24h",
-                    clip(text)
+                    shown(text)
                 ))
             }
         }
@@ -123,7 +125,7 @@ fn epoch(s: &str) -> Result<Option<DateTime<Utc>>, String> {
     if s.len() > 20 {
         return Ok(None);
     }
-    let malformed = || format!("{:?} is not an epoch time", clip(s));
+    let malformed = || format!("{:?} is not an epoch time", shown(s));
     if let Some((whole, fraction)) = s.split_once('.') {
         if whole.is_empty() || fraction.is_empty() || fraction.contains('.') {
             return Err(malformed());
@@ -136,11 +138,6 @@ fn epoch(s: &str) -> Result<Option<DateTime<Utc>>, String> {
     }
     let n: i64 = s.parse().map_err(|_| malformed())?;
     Ok(if s.len() >= 13 { Utc.timestamp_millis_opt(n).single() } else { Utc.timestamp_opt(n, 0).single() })
-}
-
-/// A client's text, shortened for an error message.
-fn clip(s: &str) -> String {
-    s.chars().take(40).collect()
 }
 
 #[cfg(test)]

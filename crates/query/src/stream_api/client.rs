@@ -339,6 +339,29 @@ mod tests {
         ClientOptions { coalesce: Duration::from_millis(20), heartbeat: Duration::from_secs(60) }
     }
 
+    /// A client of `hub` (resuming after `last_id`) on a queue of `chunks`.
+    struct Client {
+        task: tokio::task::JoinHandle<End>,
+        rx: mpsc::Receiver<Bytes>,
+        stop: CancellationToken,
+    }
+
+    fn client(hub: &Hub, filter: Filter, last_id: Option<&str>, chunks: usize) -> Client {
+        let (out, rx) = mpsc::channel(chunks);
+        let (brx, start) = hub.subscribe(last_id);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(filter, start, brx, sink(out), options(), stop.clone(), Metrics::new()));
+        Client { task, rx, stop }
+    }
+
+    impl Client {
+        /// Stops it; what it sent stays readable in `rx`.
+        async fn shutdown(&mut self) -> End {
+            self.stop.cancel();
+            (&mut self.task).await.unwrap()
+        }
+    }
+
     async fn next_event(rx: &mut mpsc::Receiver<Bytes>) -> String {
         loop {
             let chunk = rx.recv().await.expect("stream open");
@@ -382,11 +405,8 @@ mod tests {
     #[tokio::test]
     async fn a_client_holding_many_bytes_is_dropped_and_shutdown_always_has_a_slot() {
         let hub = Hub::new(16);
-        let stop = CancellationToken::new();
         // Plenty of chunks, but the bytes nobody takes add up.
-        let (out, mut rx) = mpsc::channel(10_000);
-        let (brx, start) = hub.subscribe(None);
-        let task = tokio::spawn(run(Filter::default(), start, brx, sink(out), options(), stop.clone(), Metrics::new()));
+        let Client { task, mut rx, .. } = client(&hub, Filter::default(), None, 10_000);
         let big = "x".repeat(10_000);
         for round in 0..200 {
             hub.readings(vec![StreamReading {
@@ -405,16 +425,12 @@ mod tests {
         assert!(total <= CLIENT_QUEUE_BYTES, "{total}");
 
         // With its queue one chunk short of full, a stopping client still says goodbye.
-        let (out, mut rx) = mpsc::channel(3);
-        let (brx, start) = hub.subscribe(None);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(Filter::default(), start, brx, sink(out), options(), stop.clone(), Metrics::new()));
+        let mut c = client(&hub, Filter::default(), None, 3);
         hub.readings(vec![reading("kh-fd-0002", "Sanmin")]);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        stop.cancel();
-        assert_eq!(task.await.unwrap(), End::Shutdown);
+        assert_eq!(c.shutdown().await, End::Shutdown);
         let mut all = String::new();
-        while let Some(chunk) = rx.recv().await {
+        while let Some(chunk) = c.rx.recv().await {
             all.push_str(std::str::from_utf8(&chunk).unwrap());
         }
         assert!(all.ends_with("event: shutdown\ndata: {}\n\n"), "{all}");
@@ -431,30 +447,23 @@ mod tests {
                 ..reading("kh-fd-0001", "Sanmin")
             }]);
         }
-        let (brx, start) = hub.subscribe(Some(&first));
-        let (out, mut rx) = mpsc::channel(CLIENT_QUEUE_CHUNKS);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(Filter::default(), start, brx, sink(out), options(), stop.clone(), Metrics::new()));
+        let mut c = client(&hub, Filter::default(), Some(&first), CLIENT_QUEUE_CHUNKS);
         let mut seen = 0;
         while seen < 300 {
-            let event = next_event(&mut rx).await;
+            let event = next_event(&mut c.rx).await;
             assert!(event.len() <= MAX_FRAME_BYTES + 2_000, "{}", event.len());
             seen += event.matches("\"n\":").count();
         }
-        stop.cancel();
-        task.await.unwrap();
+        c.shutdown().await;
     }
 
     #[tokio::test]
     async fn a_filtered_client_keeps_its_last_event_id_current() {
         let hub = Hub::new(16);
-        let (out, mut rx) = mpsc::channel(CLIENT_QUEUE_CHUNKS);
         let filter = Filter { districts: Some(["Sanmin".to_string()].into()), ..Filter::default() };
-        let (brx, start) = hub.subscribe(None);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(filter, start, brx, sink(out), options(), stop.clone(), Metrics::new()));
+        let mut c = client(&hub, filter, None, CLIENT_QUEUE_CHUNKS);
         hub.readings(vec![reading("a", "Sanmin")]);
-        let _ = next_event(&mut rx).await;
+        let _ = next_event(&mut c.rx).await;
         // Many events it does not see, far more than the replay ring holds.
         for round in 0..200 {
             hub.readings(vec![reading(&format!("kh-fd-{round:04}"), "Gushan")]);
@@ -462,7 +471,7 @@ mod tests {
         let newest = hub.last_id();
         let mut last_id = String::new();
         while last_id != newest {
-            let chunk = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            let chunk = tokio::time::timeout(Duration::from_secs(30), c.rx.recv())
                 .await
                 .unwrap_or_else(|_| panic!("no `id: {newest}` sent; last was `{last_id}`"))
                 .expect("stream open");
@@ -474,33 +483,28 @@ mod tests {
         }
         // Reconnecting with it resumes; it does not reset.
         assert!(matches!(hub.subscribe(Some(&last_id)).1, Start::Replay(ref e) if e.is_empty()));
-        stop.cancel();
-        task.await.unwrap();
+        c.shutdown().await;
     }
 
     #[tokio::test]
     async fn filters_and_coalescing() {
         let hub = Hub::new(16);
-        let (out, mut rx) = mpsc::channel(CLIENT_QUEUE_CHUNKS);
         let filter = Filter { districts: Some(["Sanmin".to_string()].into()), ..Filter::default() };
-        let (brx, start) = hub.subscribe(None);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(filter, start, brx, sink(out), options(), stop.clone(), Metrics::new()));
+        let mut c = client(&hub, filter, None, CLIENT_QUEUE_CHUNKS);
         hub.readings(vec![reading("a", "Sanmin"), reading("b", "Gushan")]);
         hub.readings(vec![reading("c", "Sanmin")]);
-        let event = next_event(&mut rx).await;
+        let event = next_event(&mut c.rx).await;
         assert!(event.contains("\"a\"") && !event.contains("\"b\""), "{event}");
         let data = event.lines().find(|l| l.starts_with("data: ")).unwrap();
         let parsed: serde_json::Value = serde_json::from_str(&data["data: ".len()..]).unwrap();
         assert!(parsed.is_array(), "{data}");
         let id_line = event.lines().find(|l| l.starts_with("id: ")).unwrap().to_string();
         if !event.contains("\"c\"") {
-            let second = next_event(&mut rx).await;
+            let second = next_event(&mut c.rx).await;
             assert!(second.contains("\"c\""));
         } else {
             assert_eq!(id_line, format!("id: {}", hub.last_id()), "coalesced under the newest id");
         }
-        stop.cancel();
-        task.await.unwrap();
+        c.shutdown().await;
     }
 }
