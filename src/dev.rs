@@ -31,7 +31,7 @@ pub struct DevArgs {
     pub scenario: Scenario,
     /// Simulated seconds per real second while replaying the past hours; the
     /// city then goes on in real time.
-    #[arg(long, env = "CITYGAUGE_DEV_SPEED", default_value_t = 60.0)]
+    #[arg(long, env = "CITYGAUGE_DEV_SPEED", default_value_t = 360.0)]
     pub speed: f64,
     /// Hours of the city's recent past to replay at `--speed` on start (each
     /// start replays them again; stored readings are not duplicated).

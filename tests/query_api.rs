@@ -47,18 +47,19 @@ async fn get(router: &Router, path: &str) -> Response {
 }
 
 /// Readings relative to `now`: a river at warning level 3, a flooded road,
-/// dusty air, a lit lamp, and three hours of heavy rain on one gauge.
+/// six hours of dusty air, a lit lamp, and three hours of heavy rain on one gauge.
 fn scene(now: DateTime<Utc>) -> Vec<citygauge_domain::Reading> {
     let ago = |minutes: i64| now - chrono::Duration::minutes(minutes);
     let mut readings = vec![
         level("kh-wl-0001", ago(2), 2.41),
         depth("kh-fd-0001", ago(3), 12.0),
-        air("kh-aq-0001", ago(1), 40.0, 60.0),
         lamp("kh-sl-000001", ago(60), true, 76.0, 1200.0),
         lamp("kh-sl-000001", ago(4), true, 78.0, 1200.5),
     ];
     // Every 10 minutes for 3 h, 6 mm each: 36 mm in the last hour, 108 in 3 h.
     readings.extend((0..18).map(|k| rain("kh-rg-0001", ago(1 + 10 * k), 6.0, 600)));
+    // Every 10 minutes for 6 h: enough hours for MOENV's moving averages.
+    readings.extend((0..36).map(|k| air("kh-aq-0001", ago(1 + 10 * k), 40.0, 60.0)));
     readings
 }
 

@@ -17,6 +17,7 @@ pub mod floor;
 pub mod http;
 pub mod load;
 pub mod report;
+pub mod series;
 pub mod service;
 pub mod sse;
 pub mod tools;
@@ -272,39 +273,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tools::settle().await;
 
     if let Some(series) = &facts.series {
-        let path = format!("/api/v1/sensors/{}/series?from=-{}d&points=1000", series.sensor, args.history_days);
-        let series_run = match addr {
-            Some(addr) => Some(heavy.http(addr, &http_load("series", vec![path], &gzip)).await?),
-            None => None,
-        };
-        if let Some(run) = &series_run {
-            println!("series: service {}; CPU {}", report::figures(run), report::cpu(run));
-            tools::settle().await;
-        }
-        let rollup = floor::series(&series.sensor, args.history_days, series.step_s, Some(&series.source));
-        let rollup_run = heavy.sql(&pg, &sql_load("series-rollup", rollup), args.heavy_connections).await?;
-        println!("series: bare SQL over the rollup {}", report::figures(&rollup_run));
-        let raw = floor::series(&series.sensor, args.history_days, series.step_s, None);
-        let one = Runner { connections: 1, threads: 1, warmup_seconds: 0, ..heavy.clone() };
-        let raw_run = one.sql(&pg, &sql_load("series-raw", raw), 1).await?;
-        println!("series: raw-data SQL, one client {}", report::figures(&raw_run));
-        rows.push(Row {
-            measure: format!(
-                "one sensor's {} days at points=1000 ({} points of {} s from `{}`), {} connections",
-                args.history_days, series.points, series.step_s, series.source, args.heavy_connections
-            ),
-            verdict: format!(
-                "p99 < 50 ms: {}",
-                met(series_run.as_ref().is_some_and(|r| r.p99_ms < 50.0 && r.errors == 0))
-            ),
-            service: series_run,
-            floor: Some(rollup_run),
-            note: format!(
-                "raw-data SQL (date_bin over {} rows), one client: p50 {:.0} ms, p99 {:.0} ms",
-                series.raw_rows, raw_run.p50_ms, raw_run.p99_ms
-            ),
-        });
-        tools::settle().await;
+        rows.extend(series::measure(addr, &heavy, &pg, series, args.history_days).await?);
     }
 
     let sse_result = match &mut service {
@@ -353,12 +322,12 @@ struct Facts {
 }
 
 #[derive(Debug)]
-struct SeriesFacts {
-    sensor: String,
-    step_s: i64,
-    source: String,
-    points: usize,
-    raw_rows: i64,
+pub struct SeriesFacts {
+    pub sensor: String,
+    pub step_s: i64,
+    pub source: String,
+    pub points: usize,
+    pub raw_rows: i64,
 }
 
 impl Facts {

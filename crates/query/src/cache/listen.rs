@@ -3,9 +3,9 @@
 //!
 //! Order on every (re)connect: LISTEN first, then load the cache, then apply
 //! what was announced meanwhile (applying is idempotent: latest-wins by
-//! timestamp, rain keyed by timestamp), so nothing falls in between. On a lost
-//! connection: reconnect with backoff, rebuild, and tell stream clients
-//! `reset`, since what happened in between was not seen.
+//! timestamp, rain and particulates keyed by timestamp), so nothing falls in
+//! between. On a lost connection: reconnect with backoff, rebuild, and tell
+//! stream clients `reset`, since what happened in between was not seen.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! Building the cache from the database: the registry, each sensor's latest
-//! reading, the last day of rain, today's first meter reading of each lamp.
+//! reading, the last day of rain, the last 12 h of particulates, today's
+//! first meter reading of each lamp.
 //!
 //! Latest readings are found per sensor with a LATERAL index probe on the
 //! `(sensor_id, ts)` key, bounded to the last week so only a week of day
@@ -129,6 +130,21 @@ pub async fn everything(pool: &Pool, tz: chrono_tz::Tz) -> Result<CacheData, Que
     for row in rain {
         if let Some(entry) = data.sensors.get_mut(row.get::<_, &str>(0)) {
             entry.rain.insert(row.get(1), (row.get(2), row.get::<_, Option<i32>>(3).map(i64::from)));
+        }
+    }
+    // The air stations' particulates over MOENV's long window (raw readings:
+    // 120 stations at one a minute is under 90,000 rows).
+    let air = tx
+        .query(
+            "SELECT sensor_id, ts, pm2_5_ugm3, pm10_ugm3 FROM air_quality
+              WHERE ts > $1 AND ts <= now() + make_interval(secs => $2)
+                AND quality <> 'bad' AND (pm2_5_ugm3 IS NOT NULL OR pm10_ugm3 IS NOT NULL)",
+            &[&(now - super::AIR_KEEP), &(FUTURE_SLACK_S as f64)],
+        )
+        .await?;
+    for row in air {
+        if let Some(entry) = data.sensors.get_mut(row.get::<_, &str>(0)) {
+            entry.note_air(row.get(1), row.get(2), row.get(3), now);
         }
     }
     // Energy today: each lamp's last meter reading before the city's

@@ -1,7 +1,9 @@
 //! The in-process cache the hot routes read: the registry, every sensor's
-//! latest reading, the last 24 h of rain per gauge and each lamp's meter at
-//! the start of the day. Built from the database at start, then kept current
-//! by the change stream ([`listen`]); requests never query the database.
+//! latest reading, the last 24 h of rain per gauge, the last 12 h of PM2.5
+//! and PM10 per air station (MOENV's AQI is a 12 h/4 h moving average) and
+//! each lamp's meter at the start of the day. Built from the database at
+//! start, then kept current by the change stream ([`listen`]); requests
+//! never query the database.
 
 pub mod derive;
 pub mod listen;
@@ -14,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use citygauge_domain::aqi::{self, PmReading};
 use citygauge_domain::rain_window::RainInterval;
 use citygauge_domain::{Kind, QualityLevel, SensorStatus};
 use citygauge_store::changes::ChangedReading;
@@ -44,6 +47,8 @@ pub const DEFAULT_INTERVAL_S: i64 = 600;
 pub const FUTURE_SLACK_S: i64 = 300;
 /// Rain kept per gauge: the longest window plus a margin.
 const RAIN_KEEP: Duration = Duration::minutes(24 * 60 + 15);
+/// Particulates kept per air station: MOENV's long window plus a margin.
+pub const AIR_KEEP: Duration = Duration::minutes(aqi::LONG_HOURS as i64 * 60 + 15);
 
 /// The later of two timed values.
 fn newer(a: Option<(DateTime<Utc>, f64)>, b: (DateTime<Utc>, f64)) -> Option<(DateTime<Utc>, f64)> {
@@ -112,6 +117,9 @@ pub struct Entry {
     /// Rain gauges: interval readings of the last 24 h by time (a redelivered
     /// reading replaces itself instead of counting twice); `bad` ones left out.
     pub rain: BTreeMap<DateTime<Utc>, (f64, Option<i64>)>,
+    /// Air stations: (PM2.5, PM10) readings of the last 12 h by time, kept
+    /// the same way, for the AQI's moving averages.
+    pub air: BTreeMap<DateTime<Utc>, (Option<f64>, Option<f64>)>,
     /// Streetlights' energy meter (see [`Entry::energy_today`]): the newest
     /// reading before the city's last midnight, the newest reading, and the
     /// smallest reading of a day (for lamps first heard after midnight).
@@ -129,6 +137,7 @@ impl Entry {
             meta,
             latest: None,
             rain: BTreeMap::new(),
+            air: BTreeMap::new(),
             meter_before: None,
             meter_last: None,
             meter_day_min: None,
@@ -171,6 +180,24 @@ impl Entry {
             .map(|(_, kwh)| kwh)
             .or(self.meter_day_min.filter(|(d, _)| *d == today).map(|(_, kwh)| kwh))?;
         (last >= baseline).then_some(last - baseline)
+    }
+
+    /// Keeps one air reading's particulates (any order; a redelivered reading
+    /// replaces itself) and forgets what fell out of the long window.
+    pub fn note_air(&mut self, ts: DateTime<Utc>, pm2_5: Option<f64>, pm10: Option<f64>, now: DateTime<Utc>) {
+        if pm2_5.is_some() || pm10.is_some() {
+            self.air.insert(ts, (pm2_5, pm10));
+        }
+        // Pruned in place, like the rain.
+        let keep_from = now - AIR_KEEP;
+        while self.air.first_key_value().is_some_and(|(ts, _)| *ts < keep_from) {
+            self.air.pop_first();
+        }
+    }
+
+    /// The station's kept particulate readings, oldest first, without copying them.
+    pub fn pm_readings(&self) -> impl Iterator<Item = PmReading> + '_ {
+        self.air.iter().map(|(ts, (pm2_5, pm10))| PmReading { ts: *ts, pm2_5_ugm3: *pm2_5, pm10_ugm3: *pm10 })
     }
 
     /// The gauge's kept readings, oldest first, without copying them.
@@ -222,7 +249,8 @@ impl CacheData {
     }
 
     /// Applies one committed reading. Returns whether it became the sensor's
-    /// latest (an older reading arriving late only feeds the rain windows).
+    /// latest (an older reading arriving late only feeds the rain windows and
+    /// the air averages).
     pub fn apply(&mut self, r: &ChangedReading, now: DateTime<Utc>, tz: chrono_tz::Tz) -> bool {
         let entry = self
             .sensors
@@ -243,6 +271,10 @@ impl CacheData {
             while entry.rain.first_key_value().is_some_and(|(ts, _)| *ts < keep_from) {
                 entry.rain.pop_first();
             }
+        }
+        if r.kind == Kind::AirQuality && r.quality != QualityLevel::Bad {
+            let pm = |column: &str| r.values.get(column).and_then(Value::as_f64);
+            entry.note_air(r.ts, pm("pm2_5_ugm3"), pm("pm10_ugm3"), now);
         }
         if r.kind == Kind::Streetlight && r.quality != QualityLevel::Bad {
             if let Some(kwh) = r.values.get("energy_kwh").and_then(Value::as_f64) {

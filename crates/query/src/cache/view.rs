@@ -76,10 +76,17 @@ pub fn rain_class(windows: &[(Window, Accumulation); 4]) -> RainClass {
     rain_window::classify(mm(Window::Hour1), mm(Window::Hour3), mm(Window::Hour24), ClassRules::default())
 }
 
-/// The latest reading's AQI (indicative: from the latest PM values, not
-/// MOENV's moving averages).
-pub fn aqi_of(latest: &Latest) -> Option<u32> {
-    aqi::aqi(latest.number("pm2_5_ugm3"), latest.number("pm10_ugm3"))
+/// An air station's AQI at `now`, MOENV's way: from the 12 h/4 h moving
+/// averages of its PM2.5 and PM10 (the latest minute's values would flip a
+/// station at a band edge back and forth). `None` until the station has
+/// enough hours of readings, or after it fell silent.
+pub fn station_aqi(entry: &Entry, now: DateTime<Utc>) -> Option<u32> {
+    aqi::moving_averages(entry.pm_readings(), now).aqi()
+}
+
+/// The level of an air station with this AQI.
+pub fn air_level(aqi: Option<u32>) -> Option<Level> {
+    aqi.map(|aqi| Level::Air(AqiCategory::of(aqi)))
 }
 
 /// River gauges: which of the station's warning levels the water reached.
@@ -182,7 +189,9 @@ impl ToSchema for Level {}
 
 /// The kind's classification of the latest value; `None` without a usable
 /// reading (none, or flagged `bad`: sensor health comes before hazard).
-/// Rain gauges are classed from `windows` when the caller has them.
+/// Rain gauges are classed from `windows` when the caller has them, and
+/// air stations from their AQI's moving averages (which leave `bad`
+/// readings out; gating on the latest one would bring back the flapping).
 pub fn level(
     entry: &Entry,
     now: DateTime<Utc>,
@@ -197,6 +206,10 @@ pub fn level(
             None => rain_class(&rain_windows(entry, now)),
         };
         return Some(Level::Rain(class));
+    }
+    if meta.kind == Kind::AirQuality {
+        entry.latest.as_ref()?;
+        return air_level(station_aqi(entry, now));
     }
     let latest = entry.latest.as_deref().filter(|l| l.quality != QualityLevel::Bad)?;
     Some(match meta.kind {
@@ -228,7 +241,7 @@ pub fn level(
                 Level::Normal
             }
         }
-        Kind::AirQuality => Level::Air(AqiCategory::of(aqi_of(latest)?)),
+        Kind::AirQuality => unreachable!("handled above"),
         Kind::Streetlight => {
             if latest.values.get("fault").is_some_and(|f| !f.is_null()) {
                 Level::Fault
@@ -243,7 +256,7 @@ pub fn level(
 }
 
 /// The kind's primary figure and its unit (map layers): rain over 1 h, the
-/// water level, the flood depth, the AQI, the lamp's power.
+/// water level, the flood depth, the AQI (moving averages), the lamp's power.
 pub fn primary_value(entry: &Entry, now: DateTime<Utc>) -> (Option<f64>, &'static str) {
     let latest = entry.latest.as_deref();
     match entry.meta.kind {
@@ -255,7 +268,7 @@ pub fn primary_value(entry: &Entry, now: DateTime<Utc>) -> (Option<f64>, &'stati
         }
         Kind::WaterLevel => (latest.and_then(|l| l.number("level_m")), "m"),
         Kind::FloodDepth => (latest.and_then(|l| l.number("depth_cm")), "cm"),
-        Kind::AirQuality => (latest.and_then(aqi_of).map(f64::from), "aqi"),
+        Kind::AirQuality => (latest.and_then(|_| station_aqi(entry, now)).map(f64::from), "aqi"),
         Kind::Streetlight => (latest.and_then(|l| l.number("power_w")), "W"),
     }
 }

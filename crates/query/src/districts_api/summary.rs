@@ -89,7 +89,7 @@ pub struct RoadFlooding {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AirSummary {
-    /// Indicative AQI of the worst station (from its latest PM2.5/PM10 values).
+    /// AQI of the worst station (MOENV's 12 h/4 h moving averages of PM2.5/PM10).
     pub aqi: u32,
     pub category: &'static str,
     pub worst_sensor: String,

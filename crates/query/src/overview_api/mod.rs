@@ -50,6 +50,8 @@ pub struct OverviewRoads {
 
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct OverviewAir {
+    /// The highest station AQI (MOENV's 12 h/4 h moving averages); null
+    /// while no station has enough hours of readings.
     pub aqi_max: Option<u32>,
     pub worst_sensor: Option<String>,
     pub category: Option<&'static str>,
