@@ -3,7 +3,7 @@ use tokio_postgres::error::SqlState;
 /// Everything that can go wrong talking to the database.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database: {0}")]
+    #[error("database: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("database connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -19,11 +19,20 @@ pub enum StoreError {
     TimescaleUnavailable(String),
     /// Making a day partition failed; always worth retrying (a concurrent
     /// insert into the default partition, a lock), never the rows' fault.
-    #[error("creating a partition: {0}")]
+    #[error("creating a partition: {}", describe(.0))]
     Partition(tokio_postgres::Error),
     /// A change-stream payload that is not what [`crate::changes`] sends.
     #[error("invalid change notification: {0}")]
     ChangePayload(String),
+}
+
+/// tokio-postgres shows a server error as just "db error"; the operator needs
+/// the server's message and SQLSTATE to know what went wrong.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}: {})", e, db.code().code(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 impl StoreError {

@@ -212,6 +212,18 @@ impl Store {
         Ok(())
     }
 
+    /// Brings the rollups up to date now: on TimescaleDB refreshes every
+    /// continuous aggregate (what its policies do on their schedules, e.g.
+    /// after a backfill of old readings); on the native backend the rollups
+    /// are exact at every commit and this does nothing.
+    pub async fn refresh_rollups(&self) -> Result<(), StoreError> {
+        if self.backend().await? == Backend::TimescaleDb {
+            let client = self.pool.get().await?;
+            crate::rollups::refresh_timescale_all(&client).await?;
+        }
+        Ok(())
+    }
+
     pub async fn load_registry(&self) -> Result<Registry, StoreError> {
         let client = self.pool.get().await?;
         registry::load(&client).await

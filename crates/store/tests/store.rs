@@ -211,3 +211,14 @@ async fn the_loaded_registry_knows_the_aliases_the_file_gave() -> anyhow::Result
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_database_error_names_the_servers_reason() -> anyhow::Result<()> {
+    let db = database().await?;
+    let store = Store::new(StoreConfig::new(&db.url))?;
+    let client = store.client().await?;
+    let error = client.batch_execute("SELECT * FROM no_such_table").await.unwrap_err();
+    let shown = citygauge_store::StoreError::Postgres(error).to_string();
+    assert!(shown.contains("42P01") && shown.contains("no_such_table"), "{shown}");
+    Ok(())
+}

@@ -113,13 +113,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let scratch = throwaway_dir("citygauge-query-bench-")?;
     let pg_dir = args.data_dir.clone().unwrap_or_else(|| scratch.path().join("pg"));
+    // Checked before PostgreSQL makes the directory: a reused one holds its rows.
+    if !pg_dir.join("PG_VERSION").exists() {
+        load::check_disk(&pg_dir, args.history_sensors as u64 * u64::from(args.history_days) * 1_440)?;
+    }
     let postgres = tokio::task::spawn_blocking(move || -> anyhow::Result<Postgres> {
         let toolchain = Toolchain::discover()?;
         let mut postgres = Postgres::start(&toolchain, PostgresOptions::new(pg_dir, "bench"))?;
         // A server sized for the machine rather than the stack's test
-        // defaults: room for the rollups in memory, and checkpoints that do
-        // not fire every few seconds while the history is copied in.
-        for (setting, value) in [("shared_buffers", "2GB"), ("max_wal_size", "8GB"), ("checkpoint_timeout", "15min")] {
+        // defaults (room for the rollups in memory); the WAL kept small, as
+        // the data set itself takes most of the disk it may use.
+        for (setting, value) in [("shared_buffers", "2GB"), ("max_wal_size", "1GB"), ("checkpoint_timeout", "15min")] {
             postgres.psql("postgres", &format!("ALTER SYSTEM SET {setting} = '{value}'"))?;
         }
         postgres.restart()?;
