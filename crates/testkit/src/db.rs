@@ -62,6 +62,38 @@ impl Shared {
 }
 
 static SHARED: OnceCell<Shared> = OnceCell::const_new();
+
+const SHARED_PREFIX: &str = "citygauge-test-shared-";
+/// The pid of the test binary that owns a shared cluster's directory.
+const OWNER_FILE: &str = "owner.pid";
+
+/// The shared cluster lives in a static, and statics are never dropped, so
+/// its throwaway directory outlives its test binary (the cluster itself dies
+/// with it). Each test binary removes those whose owner is gone, so a
+/// developer's `/tmp` does not fill up run after run.
+fn reap_abandoned_shared_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_shared = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(SHARED_PREFIX));
+        if !is_shared {
+            continue;
+        }
+        let owner = std::fs::read_to_string(path.join(OWNER_FILE)).ok().and_then(|s| s.trim().parse::<u32>().ok());
+        // No owner file: a directory being set up right now, or from before
+        // owners were recorded; only the latter is old.
+        let abandoned = match owner {
+            Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            None => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(6 * 3600))),
+        };
+        if abandoned {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh database, migrated, on the shared cluster.
@@ -76,7 +108,9 @@ pub async fn database() -> anyhow::Result<TestDatabase> {
     let shared = SHARED
         .get_or_try_init(|| async {
             let toolchain = toolchain()?;
-            let dir = throwaway_dir("citygauge-test-shared-")?;
+            reap_abandoned_shared_dirs();
+            let dir = throwaway_dir(SHARED_PREFIX)?;
+            std::fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())?;
             let data = dir.path().join("pg");
             let postgres =
                 tokio::task::spawn_blocking(move || Postgres::start(toolchain, PostgresOptions::new(data, TEMPLATE)))
