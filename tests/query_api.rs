@@ -124,6 +124,23 @@ async fn representative_responses() -> anyhow::Result<()> {
     assert_eq!(d["streetlights"]["on"], 1);
     assert_eq!(sensor.json()["level"], "warning_3");
     assert_eq!(sensor.json()["installation"]["river"], "Love River");
+
+    // A district's first page is kept ready in the summaries; it must say
+    // what the same page built for the request says.
+    let ready = get(&router, "/api/v1/districts/Sanmin/sensors").await.json();
+    let built = get(&router, "/api/v1/sensors?district=Sanmin&limit=100").await.json();
+    let without_age = |page: &Value| -> Vec<Value> {
+        let mut items = page["items"].as_array().cloned().unwrap_or_default();
+        for item in &mut items {
+            if let Some(latest) = item.get_mut("latest").and_then(Value::as_object_mut) {
+                latest.remove("age_s");
+            }
+        }
+        items
+    };
+    assert_eq!(ready["total"], built["total"]);
+    assert!(ready["total"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(without_age(&ready), without_age(&built));
     service.stop().await;
     Ok(())
 }

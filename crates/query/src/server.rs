@@ -295,7 +295,16 @@ pub fn build_summaries(cache: &Cache, now: chrono::DateTime<Utc>) -> Built {
     let list = districts_api::DistrictList { as_of: crate::cache::view::rfc3339(now), items };
     let districts = Prepared::json_keyed(&list, &list.items, true);
     let (features, layers) = map_api::layers(&snapshot);
-    Built { version, overview, districts, district, map: layers.into_iter().collect(), features }
+    // The names first: `list` takes the cache's read lock itself.
+    let names: Vec<String> = cache.read().districts.iter().cloned().collect();
+    let district_sensors = names
+        .into_iter()
+        .map(|name| {
+            let page = sensors_api::list(cache, &sensors_api::SensorFilter::district_page(&name), now);
+            (name, Prepared::json_keyed(&page, &page.untimed(), false))
+        })
+        .collect();
+    Built { version, overview, districts, district, district_sensors, map: layers.into_iter().collect(), features }
 }
 
 /// Load shedding: a route group takes a slot or answers 503 at once.

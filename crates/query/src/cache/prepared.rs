@@ -148,6 +148,9 @@ pub struct Built {
     pub overview: Prepared,
     pub districts: Prepared,
     pub district: HashMap<String, Prepared>,
+    /// Each district's first page of sensors (`/districts/{name}/sensors`
+    /// without other parameters).
+    pub district_sensors: HashMap<String, Prepared>,
     /// Map layers by kind name, and `all`.
     pub map: HashMap<&'static str, Prepared>,
     /// Every located sensor's map feature, for per-district layers.

@@ -74,5 +74,12 @@ pub async fn sensors_handler(
         return Err(unknown(&name));
     }
     filter.district = Some(name);
+    if filter.is_plain_district_page() {
+        let built = state.summaries.get().await;
+        if let Some(prepared) = filter.district.as_ref().and_then(|name| built.district_sensors.get(name)) {
+            state.metrics.hit("sensors");
+            return Ok(prepared.respond(&headers));
+        }
+    }
     Ok(sensors_api::page_response(&state, &filter, &headers))
 }

@@ -57,6 +57,24 @@ pub struct SensorFilter {
 }
 
 impl SensorFilter {
+    /// Whether this is a district's first page with no other filter: the
+    /// page the control room asks for, kept ready in each summaries build.
+    pub fn is_plain_district_page(&self) -> bool {
+        self.kind.is_none()
+            && self.subkind.is_none()
+            && self.status.is_none()
+            && self.state.is_none()
+            && self.bbox.is_none()
+            && self.q.is_none()
+            && self.limit == DEFAULT_LIMIT as usize
+            && self.offset == 0
+    }
+
+    /// A district's first page with no other filter.
+    pub fn district_page(district: &str) -> SensorFilter {
+        SensorFilter { district: Some(district.to_string()), limit: DEFAULT_LIMIT as usize, ..SensorFilter::default() }
+    }
+
     pub fn parse(p: &SensorsParams) -> Result<SensorFilter, QueryError> {
         Ok(SensorFilter {
             kind: given(&p.kind).map(|k| params::kind("kind", k)).transpose()?,
