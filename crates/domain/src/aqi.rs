@@ -68,10 +68,10 @@ impl AqiCategory {
 }
 
 /// (concentration low, concentration high, index low, index high).
-type Band = (f64, f64, u32, u32);
+pub type Band = (f64, f64, u32, u32);
 
 /// PM2.5, µg/m³, truncated to one decimal.
-const PM2_5: [Band; 6] = [
+pub const PM2_5: [Band; 6] = [
     (0.0, 12.4, 0, 50),
     (12.5, 30.4, 51, 100),
     (30.5, 50.4, 101, 150),
@@ -81,7 +81,7 @@ const PM2_5: [Band; 6] = [
 ];
 
 /// PM10, µg/m³, truncated to an integer.
-const PM10: [Band; 6] = [
+pub const PM10: [Band; 6] = [
     (0.0, 30.0, 0, 50),
     (31.0, 75.0, 51, 100),
     (76.0, 190.0, 101, 150),

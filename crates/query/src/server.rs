@@ -284,11 +284,11 @@ async fn derive_outlines(
 pub fn build_summaries(cache: &Cache, now: chrono::DateTime<Utc>) -> Built {
     let version = cache.version();
     let snapshot = crate::cache::derive::snapshot(cache, now);
-    let overview = overview_api::compute(&snapshot, cache.ingest_figures(now));
-    // `as_of` only moves with the clock: left out of the tags.
-    let untimed = |as_of: &mut String| std::mem::take(as_of);
-    let mut key = overview_api::compute(&snapshot, cache.ingest_figures(now));
-    untimed(&mut key.as_of);
+    let mut overview = overview_api::compute(&snapshot, cache.ingest_figures(now));
+    // `as_of` only moves with the clock: left out of the tag.
+    let as_of = std::mem::take(&mut overview.as_of);
+    let key = serde_json::to_value(&overview).unwrap_or_default();
+    overview.as_of = as_of;
     let overview = Prepared::json_keyed(&overview, &key, false);
     let items = districts_api::summary::all(&snapshot);
     let district = items.iter().map(|summary| (summary.district.clone(), Prepared::json(summary, false))).collect();

@@ -11,6 +11,8 @@
 //! database (`max_parallel_workers_per_gather = 0`): with two cores and many
 //! concurrent clients, workers only add their start-up time.
 
+use citygauge_domain::aqi;
+
 /// Readings that count (the rollups' and the service's rule).
 const USABLE: &str = "quality IN ('good', 'suspect')";
 
@@ -153,29 +155,10 @@ fn category(aqi: &str) -> String {
     )
 }
 
-/// MOENV's breakpoints in force since 2025 (concentration low, high, index
-/// low, high), as `citygauge_domain::aqi` has them.
-const PM2_5: [(f64, f64, u32, u32); 6] = [
-    (0.0, 12.4, 0, 50),
-    (12.5, 30.4, 51, 100),
-    (30.5, 50.4, 101, 150),
-    (50.5, 125.4, 151, 200),
-    (125.5, 225.4, 201, 300),
-    (225.5, 325.4, 301, 500),
-];
-const PM10: [(f64, f64, u32, u32); 6] = [
-    (0.0, 30.0, 0, 50),
-    (31.0, 75.0, 51, 100),
-    (76.0, 190.0, 101, 150),
-    (191.0, 354.0, 151, 200),
-    (355.0, 424.0, 201, 300),
-    (425.0, 604.0, 301, 500),
-];
-
 /// The AQI: the higher of the PM2.5 and PM10 sub-indices, each a linear
 /// interpolation in its band of the truncated concentration.
 fn aqi() -> String {
-    let sub = |column: &str, bands: &[(f64, f64, u32, u32)], decimals: u32| {
+    let sub = |column: &str, bands: &[aqi::Band], decimals: u32| {
         let c = format!("trunc({column}::numeric, {decimals})");
         let arms: Vec<String> = bands
             .iter()
@@ -187,7 +170,7 @@ fn aqi() -> String {
             .collect();
         format!("CASE WHEN {column} IS NULL OR {column} < 0 THEN NULL {} ELSE 500 END", arms.join(" "))
     };
-    format!("greatest({}, {})::int", sub("pm25", &PM2_5, 1), sub("pm10", &PM10, 0))
+    format!("greatest({}, {})::int", sub("pm25", &aqi::PM2_5, 1), sub("pm10", &aqi::PM10, 0))
 }
 
 /// `/api/v1/overview`.
