@@ -192,6 +192,12 @@ mod tests {
         let config = ingest(parse_with(&uncommented, &["ingest"]).unwrap());
         config.validate().unwrap();
         assert_eq!(config.mqtt_shared_group.as_deref(), Some("ingest"));
+        // The query service's section is real too.
+        let cli = parse_with(&uncommented, &["query"]).unwrap();
+        let Command::Query(query) = cli.command else { panic!("not query") };
+        query.validate().unwrap();
+        assert_eq!(query.wet_min_cm, 1.0);
+        assert_eq!(query.sse_coalesce_ms, 150, "the query options were uncommented");
     }
 
     #[test]
