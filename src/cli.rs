@@ -46,6 +46,9 @@ pub enum Command {
     /// Manage the sensor registry.
     #[command(subcommand)]
     Sensors(SensorsCommand),
+    /// Flood warnings: replay the engine over a past period, manage operator tokens.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// Install PostgreSQL, PostGIS and Mosquitto from Debian's packages where
     /// missing (uses sudo when not root); the tests and `dev` need them.
     Setup,
@@ -64,6 +67,16 @@ pub enum SensorsCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Run the alert engine over the stored readings of a past period
+    /// exactly as it runs live, notifying no one, and print the timeline.
+    Replay(Box<citygauge_query::alerting::replay::ReplayArgs>),
+    /// Operator and admin bearer tokens.
+    #[command(subcommand)]
+    Token(citygauge_query::alerting::auth::TokenCommand),
 }
 
 pub fn init_tracing(filter: &str, format: LogFormat) {

@@ -9,7 +9,7 @@ use citygauge_store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cli::{Command, SensorsCommand};
+use crate::cli::{AlertsCommand, Command, SensorsCommand};
 
 pub async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()> {
     match command {
@@ -62,6 +62,12 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Resul
             );
         }
         Command::Dev(args) => crate::dev::run(*args, shutdown).await?,
+        Command::Alerts(AlertsCommand::Replay(args)) => {
+            anyhow::bail!("alerts replay is not built yet ({:?} to {:?})", args.from, args.to)
+        }
+        Command::Alerts(AlertsCommand::Token(command)) => {
+            anyhow::bail!("alerts token is not built yet: {command:?}")
+        }
     }
     Ok(())
 }

@@ -77,6 +77,8 @@ pub struct QueryConfig {
     /// IANA zone of the city: when "today" starts for streetlight energy.
     #[arg(long, env = "CITYGAUGE_CITY_TIMEZONE", default_value = "Asia/Taipei")]
     pub city_timezone: String,
+    #[command(flatten)]
+    pub alerting: crate::alerting::AlertingConfig,
 }
 
 fn parse_retention(s: &str) -> Result<(Kind, u32), String> {

@@ -34,6 +34,19 @@ pub enum QueryError {
     Config(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A JSON body field (or rule setting) that is not acceptable; `field`
+    /// is its dotted path.
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// No bearer token, or one that is unknown or revoked.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// A valid token without the role the route needs.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The request conflicts with the current state (e.g. resolving a resolved alert).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A bug or an unexpected state; details go to the log only.
     #[error("internal: {0}")]
     Internal(String),
@@ -47,24 +60,60 @@ impl QueryError {
     pub fn not_found(what: impl Into<String>) -> QueryError {
         QueryError::NotFound { what: what.into() }
     }
+
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> QueryError {
+        QueryError::Invalid { field: field.into(), reason: reason.into() }
+    }
+}
+
+impl From<citygauge_alerts::AlertError> for QueryError {
+    fn from(e: citygauge_alerts::AlertError) -> QueryError {
+        match e {
+            citygauge_alerts::AlertError::InvalidRule { field, reason } => QueryError::Invalid { field, reason },
+            citygauge_alerts::AlertError::RulesSyntax(why) => {
+                QueryError::Invalid { field: "rules".into(), reason: why }
+            }
+            citygauge_alerts::AlertError::Document(why) => QueryError::Internal(why),
+        }
+    }
 }
 
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Stable machine-readable code: `bad_parameter`, `not_found`,
-    /// `overloaded`, `timeout`, `unavailable`, `internal`.
+    /// Stable machine-readable code: `bad_parameter`, `invalid`,
+    /// `unauthorized`, `forbidden`, `not_found`, `conflict`, `overloaded`,
+    /// `timeout`, `unavailable`, `internal`.
     pub code: &'static str,
     /// A message for the client; never SQL, a stack trace or an internal cause.
     pub message: String,
     /// For `bad_parameter`: the parameter's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parameter: Option<&'static str>,
+    /// For `invalid`: the dotted path of the body field or rule setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
+        let field = match &self {
+            QueryError::Invalid { field, .. } => Some(field.clone()),
+            _ => None,
+        };
         let (status, code, message, parameter, retry_after) = match &self {
+            QueryError::Invalid { field, reason } => {
+                (StatusCode::BAD_REQUEST, "invalid", format!("{field}: {reason}"), None, None)
+            }
+            QueryError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "an operator bearer token is required".to_string(),
+                None,
+                None,
+            ),
+            QueryError::Forbidden(why) => (StatusCode::FORBIDDEN, "forbidden", why.clone(), None, None),
+            QueryError::Conflict(why) => (StatusCode::CONFLICT, "conflict", why.clone(), None, None),
             QueryError::BadParameter { name, reason } => {
                 (StatusCode::BAD_REQUEST, "bad_parameter", format!("{name}: {reason}"), Some(*name), None)
             }
@@ -123,7 +172,10 @@ impl IntoResponse for QueryError {
         if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
         }
-        let mut response = (status, Json(ErrorBody { code, message, parameter })).into_response();
+        let mut response = (status, Json(ErrorBody { code, message, parameter, field })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(delay) = retry_after {
             let secs = delay.as_secs().max(1).to_string();
             if let Ok(value) = HeaderValue::from_str(&secs) {

@@ -10,6 +10,8 @@
 //!   `districts_api::summary::summarise`, `overview_api::compute`,
 //!   `map_api::layer`, `stream_api::hub::Hub`) is callable directly.
 
+pub mod alerting;
+pub mod alerts_api;
 pub mod cache;
 pub mod config;
 pub mod districts_api;

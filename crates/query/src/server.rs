@@ -345,6 +345,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(cached)
         .merge(db)
+        .merge(crate::alerts_api::routes())
         // The stream's own limit is its client count (held for the connection's life).
         .route("/api/v1/stream", get(stream_api::handler))
         .route("/api/v1/openapi.json", get(openapi::json_handler))

@@ -42,6 +42,7 @@ impl Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: MigrationSql::Static(include_str!("../migrations/0001_init.sql")) },
     Migration { version: ROLLUPS_VERSION, name: "rollups", sql: MigrationSql::Generated(rollups::migration_sql) },
+    Migration { version: 3, name: "alerts", sql: MigrationSql::Static(include_str!("../migrations/0003_alerts.sql")) },
 ];
 
 /// The migration that creates the rollup relations.

@@ -1,0 +1,3 @@
+//! The webhook signature scheme: HMAC-SHA256 over `"{timestamp}.{body}"`.
+//!
+//! (Skeleton: the helper that owns this file fills it in.)

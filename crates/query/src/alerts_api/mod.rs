@@ -1,0 +1,13 @@
+//! The alert API: list and filter alerts, their events and CAP messages,
+//! the Atom feed, operator actions, silences, rules, subscriptions, replay.
+//!
+//! (Skeleton: the helper that owns this module fills it in.)
+
+use axum::Router;
+
+use crate::AppState;
+
+/// Every alert route.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}
