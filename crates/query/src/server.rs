@@ -58,6 +58,10 @@ pub struct AppState {
     pub sse_coalesce: Duration,
     pub sse_heartbeat: Duration,
     pub web_dir: PathBuf,
+    /// The alerting options (public URL for CAP links, replay limits...).
+    pub alerting: Arc<crate::alerting::AlertingConfig>,
+    /// The city's time zone (CAP times carry its offset).
+    pub timezone: chrono_tz::Tz,
     /// Raw (and 1-minute rollup) retention by kind; absent: no limit.
     pub raw_retention: Arc<std::collections::HashMap<citygauge_domain::Kind, chrono::Duration>>,
 }
@@ -143,8 +147,24 @@ impl Service {
             sse_heartbeat: Duration::from_secs(config.sse_heartbeat_s),
             web_dir: config.web_dir.clone(),
             raw_retention: Arc::new(config.raw_retention()),
+            alerting: Arc::new(config.alerting.clone()),
+            timezone: config.timezone()?,
         };
         let background = CancellationToken::new();
+        if config.alerting.alerts_enabled {
+            let evaluator = crate::alerting::evaluator::EvaluatorContext {
+                pool: pool.clone(),
+                database: listen_config.clone(),
+                config: state.alerting.clone(),
+                timezone: state.timezone,
+            };
+            let stop = background.clone();
+            supervise(&state, "alert_evaluator", crate::alerting::evaluator::run(evaluator, stop), &background);
+            let (db, config, stop) = (pool.clone(), state.alerting.clone(), background.clone());
+            supervise(&state, "webhook_delivery", crate::alerting::delivery::run(db, config, stop), &background);
+            let (db, config, stop) = (pool.clone(), state.alerting.clone(), background.clone());
+            supervise(&state, "alert_mqtt", crate::alerting::mqtt::run(db, config, stop), &background);
+        }
         let registry_changed = Arc::new(Notify::new());
         let listener = Listener {
             database: listen_config,

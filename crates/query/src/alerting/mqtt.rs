@@ -1,1 +1,16 @@
-//! (Skeleton: the helper that owns this file fills it in; see alerting/mod.rs.)
+//! Alert changes published to the broker (see alerting/mod.rs).
+//!
+//! (Skeleton: the helper that owns this file fills it in.)
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use tokio_util::sync::CancellationToken;
+
+use crate::alerting::AlertingConfig;
+
+/// Publishes alert messages to `--alerts-mqtt-url` until `stop`.
+pub async fn run(pool: Pool, config: Arc<AlertingConfig>, stop: CancellationToken) {
+    let _ = (pool, config);
+    stop.cancelled().await;
+}

@@ -1,7 +1,10 @@
 //! The alert API: list and filter alerts, their events and CAP messages,
 //! the Atom feed, operator actions, silences, rules, subscriptions, replay.
 //!
-//! (Skeleton: the helper that owns this module fills it in.)
+//! (Skeleton: the helper that owns this module fills it in; `subscriptions`
+//! belongs to the webhook helper.)
+
+pub mod subscriptions;
 
 use axum::Router;
 
@@ -9,5 +12,5 @@ use crate::AppState;
 
 /// Every alert route.
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().merge(subscriptions::routes())
 }
