@@ -25,6 +25,8 @@ pub struct RuleSet {
     pub sender: String,
     /// Name of the sending authority shown to people (CAP `senderName`).
     pub sender_name: String,
+    /// The city's IANA time zone: night hours, dusk and dawn, CAP offsets.
+    pub timezone: String,
     pub water_level: water::WaterLevelRules,
     pub rainfall: rain::RainfallRules,
     pub road_flooding: flood::FloodRules,
@@ -42,6 +44,7 @@ impl Default for RuleSet {
             status: MsgStatus::Actual,
             sender: "citygauge@city.example.gov.tw".into(),
             sender_name: "City Water Resources Bureau".into(),
+            timezone: "Asia/Taipei".into(),
             water_level: Default::default(),
             rainfall: Default::default(),
             road_flooding: Default::default(),
@@ -90,6 +93,11 @@ impl RuleSet {
         Ok(rules)
     }
 
+    /// The city's time zone (validated at load; UTC+8 Taipei if somehow not).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.timezone.parse().unwrap_or(chrono_tz::Asia::Taipei)
+    }
+
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
@@ -98,6 +106,9 @@ impl RuleSet {
     pub fn validate(&self) -> Result<(), AlertError> {
         if self.sender.trim().is_empty() || self.sender.contains([' ', ',', '<', '&']) {
             return Err(AlertError::invalid("sender", "must be non-empty without spaces, commas, '<' or '&' (CAP)"));
+        }
+        if self.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(AlertError::invalid("timezone", format!("`{}` is not an IANA time zone", self.timezone)));
         }
         self.validate_sections("")?;
         for (i, o) in self.overrides.iter().enumerate() {
