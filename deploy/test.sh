@@ -15,4 +15,8 @@ export CITYGAUGE_REQUIRE_MOSQUITTO=1
 # installs Debian's chromium instead (and the test builds the page with npm,
 # installing nodejs and npm when missing: citygauge_stack::ensure_web_built).
 export CITYGAUGE_REQUIRE_BROWSER=1
+# Every CAP document the tests produce is validated against the OASIS CAP 1.2
+# schema with xmllint; the test installs libxml2-utils when missing and, with
+# this set, fails rather than skips if it cannot.
+export CITYGAUGE_REQUIRE_XMLLINT=1
 cargo test --workspace --locked "$@"

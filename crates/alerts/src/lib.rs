@@ -8,7 +8,8 @@
 //!   resolve, suppress), with hysteresis and confirmation so nothing flaps;
 //! - [`model`]: the alert vocabulary shared by the engine, the store, the
 //!   HTTP API and the notifiers;
-//! - [`cap`] / [`atom`]: CAP 1.2 documents and the Atom feed of active alerts;
+//! - [`cap`] / [`atom`]: CAP 1.2 documents and the Atom feed of active alerts
+//!   ([`geocode`]: the Taiwan town codes their areas carry);
 //! - [`signing`]: the webhook signature scheme (HMAC-SHA256 over a timestamp
 //!   and the body).
 //!
@@ -19,6 +20,7 @@ pub mod atom;
 pub mod cap;
 pub mod engine;
 mod error;
+pub mod geocode;
 pub mod model;
 pub mod rules;
 pub mod signing;

@@ -45,4 +45,4 @@ pub use install::ensure_installed;
 pub use mosquitto::{Mosquitto, MosquittoOptions};
 pub use postgres::{Postgres, PostgresOptions};
 pub use toolchain::{Toolchain, MIN_PG_MAJOR};
-pub use web::{ensure_chromium, ensure_web_built, find_chromium};
+pub use web::{ensure_chromium, ensure_web_built, ensure_xmllint, find_chromium};

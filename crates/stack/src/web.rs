@@ -74,6 +74,17 @@ pub fn ensure_chromium() -> Result<PathBuf> {
     find_chromium().ok_or_else(|| StackError::ProgramMissing { program: "chromium", package: "chromium".into() })
 }
 
+/// `xmllint` (Debian's libxml2-utils), installing it when missing: the
+/// tests validate every CAP document against the OASIS schema with it.
+pub fn ensure_xmllint() -> Result<PathBuf> {
+    if let Some(found) = on_path("xmllint") {
+        return Ok(found);
+    }
+    tracing::info!("installing xmllint (libxml2-utils) from Debian's packages");
+    install_packages(&["libxml2-utils"])?;
+    on_path("xmllint").ok_or_else(|| StackError::ProgramMissing { program: "xmllint", package: "libxml2-utils".into() })
+}
+
 /// Debian's Chromium launcher, if installed.
 pub fn find_chromium() -> Option<PathBuf> {
     Some(PathBuf::from(CHROMIUM)).filter(|p| is_executable(p)).or_else(|| on_path("chromium"))
