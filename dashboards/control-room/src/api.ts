@@ -1,6 +1,8 @@
 // Typed access to the query service's JSON API.
 
 import type {
+  Alert,
+  AlertDetail,
   DistrictFeature,
   DistrictSummary,
   FeatureCollection,
@@ -26,6 +28,20 @@ export class ApiError extends Error {
 
 async function getJson<T>(path: string, signal?: AbortSignal, cache: RequestCache = "default"): Promise<T> {
   const response = await fetch(API + path, { headers: { Accept: "application/json" }, signal, cache });
+  return readJson<T>(response);
+}
+
+/** An operator's action: JSON body, bearer token. */
+async function postJson<T>(path: string, token: string, body: unknown): Promise<T> {
+  const response = await fetch(API + path, {
+    method: "POST",
+    headers: { Accept: "application/json", "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
+  return readJson<T>(response);
+}
+
+async function readJson<T>(response: Response): Promise<T> {
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     let code: string | undefined;
@@ -54,6 +70,12 @@ export const api = {
   series: (id: string, query: SeriesQuery, signal?: AbortSignal) =>
     getJson<Series>(`/sensors/${enc(id)}/series?${seriesParams(query)}`, signal),
   seriesCsvUrl: (id: string, query: SeriesQuery) => `${API}/sensors/${enc(id)}/series.csv?${seriesParams(query)}`,
+  // Alerts change under the page's feet: never an HTTP-cached copy.
+  activeAlerts: () => getJson<{ items: Alert[] }>("/alerts?state=active&limit=500", undefined, "no-store"),
+  alert: (id: number) => getJson<AlertDetail>(`/alerts/${id}`, undefined, "no-store"),
+  acknowledge: (id: number, token: string, note?: string) =>
+    postJson<Alert>(`/alerts/${id}/acknowledge`, token, note ? { note } : {}),
+  resolve: (id: number, token: string, reason: string) => postJson<Alert>(`/alerts/${id}/resolve`, token, { reason }),
 };
 
 export interface SeriesQuery {

@@ -3,6 +3,7 @@
 
 import "./style.css";
 
+import { AlertsPanel } from "./alerts";
 import { api, untilLoaded } from "./api";
 import { isLoud } from "./classify";
 import { loadConfig } from "./config";
@@ -64,6 +65,12 @@ async function main(): Promise<void> {
     else changed.forEach((sensor) => map.update(sensor));
   };
   const refreshOverview = keepOverview(byId("overview"));
+  const alerts = new AlertsPanel(byId("alerts"), {
+    onSelect: (sensorId) => {
+      map.select(sensorId);
+      if (sensorId) map.focus(sensorId, 15);
+    },
+  });
   const debug = expose({
     page: "control-room",
     ready: false,
@@ -74,6 +81,7 @@ async function main(): Promise<void> {
     chartPoints: () => panel.points(),
     chartLoaded: () => panel.loaded(),
     feed: () => feed.items.map((i) => `${i.title} ${i.detail}`),
+    alertList: () => alerts.shown(),
     stream: () => stream,
   });
 
@@ -101,8 +109,10 @@ async function main(): Promise<void> {
     alert: (alert) => {
       debug.alerts++;
       feed.alert(alert);
+      alerts.onEvent(alert);
     },
     reset: () => {
+      void alerts.reload().catch(() => {});
       void loadSensors();
       void refreshOverview();
     },
@@ -113,6 +123,8 @@ async function main(): Promise<void> {
   });
 
   await untilLoaded(loadSensors, (error) => (live.textContent = `waiting for the service: ${error.message}`));
+  // After the stream opened, so an alert raised meanwhile is in one or the other.
+  await untilLoaded(() => alerts.reload(), (error) => console.warn("alerts not loaded yet", error));
   // The list starts with what is notable now, newest on top.
   store
     .all()

@@ -23,6 +23,8 @@ export interface DebugHandle {
   /** The chart's last loaded range (epoch seconds) and how many loads so far. */
   chartLoaded(): { from: number; to: number; loads: number } | null;
   feed(): string[];
+  /** The alerts panel's rows, in order. */
+  alertList?(): { id: number; state: string; rule: string; subject: string }[];
   stream(): StreamStats | null;
 }
 

@@ -37,6 +37,60 @@ export const UI = {
   clickHint: bi("點選地圖上的圓點查看說明", "Tap a dot on the map for details"),
 };
 
+/** The control room's alerts panel. */
+export const ALERTS_UI = {
+  title: bi("警戒中", "Active alerts"),
+  none: bi("目前沒有警戒", "No active alerts"),
+  token: bi("操作員權杖", "Operator token"),
+  signIn: bi("登入", "Sign in"),
+  signOut: bi("登出", "Sign out"),
+  signedIn: bi("操作員已登入", "Operator signed in"),
+  signInFirst: bi("請先以操作員權杖登入", "Sign in with an operator token first"),
+  acknowledge: bi("確認", "Acknowledge"),
+  resolve: bi("解除", "Resolve"),
+  reason: bi("解除原因", "Reason for resolving"),
+  confirm: bi("送出", "Submit"),
+  cancel: bi("取消", "Cancel"),
+  since: bi("發布", "since"),
+  lead: bi("預估到達", "lead time"),
+  timeline: bi("事件紀錄", "Timeline"),
+  suppressedBy: bi("因感測器異常而抑制：", "suppressed, sensor suspect: "),
+  rejected: bi("權杖無效或權限不足", "token rejected"),
+  acknowledged: bi("已確認", "acknowledged"),
+  open: bi("未確認", "open"),
+  resolved: bi("已解除", "resolved"),
+  language: bi("English", "中文"),
+};
+
+const SEVERITY: Record<string, Bi> = {
+  Extreme: bi("極嚴重", "Extreme"),
+  Severe: bi("嚴重", "Severe"),
+  Moderate: bi("中度", "Moderate"),
+  Minor: bi("輕微", "Minor"),
+  Unknown: bi("未知", "Unknown"),
+};
+
+export function severityWords(severity: string): Bi {
+  return SEVERITY[severity] ?? bi(severity, severity);
+}
+
+const EVENTS: Record<string, Bi> = {
+  raised: bi("發布", "raised"),
+  escalated: bi("升級", "escalated"),
+  deescalated: bi("降級", "de-escalated"),
+  updated: bi("更新", "updated"),
+  acknowledged: bi("確認", "acknowledged"),
+  resolved: bi("解除", "resolved"),
+  notified: bi("已通知", "notified"),
+  suppressed: bi("抑制", "suppressed"),
+  note: bi("備註", "note"),
+  silenced: bi("靜音", "silenced"),
+};
+
+export function eventWords(kind: string): Bi {
+  return EVENTS[kind] ?? bi(kind, kind);
+}
+
 const AQI: Record<string, Bi> = {
   good: bi("良好", "good"),
   moderate: bi("普通", "moderate"),

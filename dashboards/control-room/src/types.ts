@@ -134,3 +134,48 @@ export interface StreamReading {
 
 /** An SSE `alert` event: whatever the alert engine sends; read defensively. */
 export type AlertEvent = Record<string, unknown>;
+
+/** One alert of `/api/v1/alerts` (the fields the panel reads). */
+export interface Alert {
+  id: number;
+  rule: string;
+  subject: string;
+  class: string;
+  state: "open" | "acknowledged" | "resolved";
+  status: string;
+  grade: number;
+  level: string;
+  severity: string;
+  sensor_id: string | null;
+  district: string | null;
+  headline_en: string;
+  headline_zh: string;
+  raised_at: string;
+  updated_at: string;
+  acknowledged_at: string | null;
+  acknowledged_by: string | null;
+  ack_note: string | null;
+  resolved_at: string | null;
+  resolved_by: string | null;
+  resolve_reason: string | null;
+  lead_time_s: number | null;
+  value: number | null;
+  unit: string | null;
+}
+
+/** One event of an alert's timeline. */
+export interface AlertHistoryEvent {
+  id: number;
+  at: string;
+  kind: string;
+  grade: number | null;
+  level: string | null;
+  actor: string;
+  note: string | null;
+  details: Record<string, unknown> | null;
+}
+
+/** `/api/v1/alerts/{id}` */
+export interface AlertDetail extends Alert {
+  events: AlertHistoryEvent[];
+}

@@ -1,6 +1,7 @@
-//! Sensor faults for the `faults` scenario. Sensor health comes before hazard:
-//! the platform must turn these into maintenance alerts, not flood alerts,
-//! and must survive the garbage.
+//! Sensor faults for the `faults` scenario, and the two broken gauges of the
+//! `typhoon` scenario. Sensor health comes before hazard: the platform must
+//! turn these into maintenance alerts, not flood alerts, and must survive the
+//! garbage.
 
 use rand::Rng;
 
@@ -21,6 +22,11 @@ pub enum SensorFault {
     /// Each reading has probability `p` of a wild spike (EMI, a bird on the
     /// ultrasonic sensor).
     Spiky { p: f64 },
+    /// A radar/ultrasonic stage gauge that catches false echoes (wind-driven
+    /// rain, debris, insects on the transducer) in bursts: from each time in
+    /// `at_ms` (ascending), the next `len` readings report `echo_m` instead of
+    /// the water.
+    EchoBursts { at_ms: Vec<i64>, len: u32, echo_m: f64, left: u32 },
 }
 
 /// Fault bookkeeping for the whole city.
@@ -58,6 +64,52 @@ impl Faults {
         Self { per_sensor, rng, garbage_every_s: 20.0, duplicate_p: 0.02, spikes: 0 }
     }
 
+    /// The typhoon's two broken river gauges, chosen from the seed: one
+    /// whose float jams on debris an hour in, before the rivers rise (it
+    /// repeats its last value while the river goes through its warning
+    /// levels), and one that
+    /// catches false echoes in short bursts every 12-25 minutes while the
+    /// storm lasts (wind-driven rain in its beam), each echo well above its red warning level. No garbage, no
+    /// duplicates: the storm's data are otherwise clean.
+    pub fn typhoon(sensors: &[Sensor], start_ms: i64, seed: u64) -> Self {
+        let mut rng = SimRng::derive(seed, "typhoon-faults");
+        let mut per_sensor = vec![None; sensors.len()];
+        let rivers: Vec<usize> = (0..sensors.len())
+            .filter(|&i| sensors[i].kind() == Kind::WaterLevel && sensors[i].subkind() == "river")
+            .collect();
+        if rivers.len() >= 2 {
+            let stuck = rivers[rng.random_range(0..rivers.len())];
+            let spiky = loop {
+                let pick = rivers[rng.random_range(0..rivers.len())];
+                if pick != stuck {
+                    break pick;
+                }
+            };
+            let hour = 3_600_000;
+            per_sensor[stuck] = Some(SensorFault::Stuck { from_ms: start_ms + hour, frozen: None });
+            let mut at_ms = Vec::new();
+            // From when the gauges report every minute (storm mode): at a
+            // ten-minute cadence a jump of metres is a credible rise to the
+            // ingest spike test, and this gauge is meant to be caught.
+            let mut t = start_ms + rng.random_range(60 * 60_000..75 * 60_000);
+            while t < start_ms + 12 * hour {
+                at_ms.push(t);
+                t += rng.random_range(12 * 60_000..25 * 60_000);
+            }
+            let red = sensors[spiky].props.thresholds.as_ref().and_then(|t| t.warning_1_m).unwrap_or(4.0);
+            // Where the transducer hangs above the water: a false echo reads as
+            // water up at the bridge deck.
+            let echo_m = ((red + rng.random_range(2.0..4.0)) * 1000.0).round() / 1000.0;
+            per_sensor[spiky] = Some(SensorFault::EchoBursts { at_ms, len: 2, echo_m, left: 0 });
+        }
+        Self { per_sensor, rng, garbage_every_s: f64::INFINITY, duplicate_p: 0.0, spikes: 0 }
+    }
+
+    /// Whether this city gets garbage messages at all.
+    pub fn makes_garbage(&self) -> bool {
+        self.garbage_every_s.is_finite()
+    }
+
     pub fn fault(&self, idx: usize) -> Option<&SensorFault> {
         self.per_sensor.get(idx).and_then(Option::as_ref)
     }
@@ -75,6 +127,24 @@ impl Faults {
                 self.spikes += 1;
                 Some(spike(reading, &mut self.rng))
             }
+            Some(SensorFault::EchoBursts { at_ms, len, echo_m, left }) => {
+                if at_ms.first().is_some_and(|&t| reading.ts_ms >= t) {
+                    at_ms.remove(0);
+                    *left = *len;
+                }
+                if *left == 0 {
+                    return Some(reading);
+                }
+                *left -= 1;
+                self.spikes += 1;
+                let mut r = reading;
+                for (_, v) in &mut r.values {
+                    if matches!(v, Value::Num(_)) {
+                        *v = Value::Num(*echo_m);
+                    }
+                }
+                Some(r)
+            }
             Some(_) => Some(reading),
         }
     }
@@ -83,6 +153,11 @@ impl Faults {
     pub fn next_garbage_in_ms(&mut self) -> i64 {
         let u: f64 = self.rng.random::<f64>().max(1e-9);
         (-u.ln() * self.garbage_every_s * 1000.0) as i64
+    }
+
+    /// The sensors given a fault, by index.
+    pub fn faulty(&self) -> impl Iterator<Item = (usize, &SensorFault)> {
+        self.per_sensor.iter().enumerate().filter_map(|(i, f)| Some((i, f.as_ref()?)))
     }
 
     /// A random garbage message; oversized ones are rare (they're heavy).

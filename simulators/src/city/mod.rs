@@ -29,8 +29,9 @@ pub use world::City;
 pub enum Scenario {
     /// A normal day: dry, maybe an afternoon shower.
     Calm,
-    /// A typhoon: heavy rain bands (40-120 mm/h), rivers through their
-    /// warning levels, road flooding.
+    /// A typhoon: rain bands and cells (CWA heavy and extremely heavy rain),
+    /// rivers through their warning levels, roads flooding and draining; one
+    /// river gauge sticks and one spikes.
     Typhoon,
     /// A calm day with faulty sensors (stuck, silent, spiking), duplicates
     /// and garbage payloads.
@@ -159,7 +160,8 @@ pub struct CityStats {
     pub garbage_messages: u64,
     pub duplicate_messages: u64,
     pub lamp_faults: u64,
-    /// Sensors given a fault in the `faults` scenario, and spikes injected.
+    /// Sensors given a fault (`faults` scenario; the typhoon's two broken
+    /// gauges), and spikes injected.
     pub stuck_sensors: usize,
     pub silent_sensors: usize,
     pub spiky_sensors: usize,

@@ -88,8 +88,12 @@ impl City {
         for i in 0..gateways.len() {
             queue.push(Reverse((start_ms + rng.random_range(60..300) * 1000, Event::GatewayFlush(i))));
         }
-        let faults = (scenario == Scenario::Faults).then(|| Faults::assign(&registry.sensors, start_ms, seed));
-        if let Some(f) = &faults {
+        let faults = match scenario {
+            Scenario::Faults => Some(Faults::assign(&registry.sensors, start_ms, seed)),
+            Scenario::Typhoon => Some(Faults::typhoon(&registry.sensors, start_ms, seed)),
+            Scenario::Calm => None,
+        };
+        if let Some(f) = faults.as_ref().filter(|f| f.makes_garbage()) {
             queue.push(Reverse((start_ms + (f.garbage_every_s * 1000.0) as i64, Event::Garbage)));
         }
         let stats = CityStats {
@@ -111,6 +115,18 @@ impl City {
             sun: sun_times(start_ms),
             stats,
         }
+    }
+
+    /// The sensors given a fault (the `faults` scenario's many, the
+    /// typhoon's stuck and spiking river gauges), with their fault.
+    pub fn faulty_sensors(&self) -> Vec<(&str, &SensorFault)> {
+        self.faults.iter().flat_map(|f| f.faulty()).map(|(i, f)| (&*self.registry[i].id, f)).collect()
+    }
+
+    /// The highest true value of each sensor's primary measurement so far
+    /// (before any fault: what the water really did).
+    pub fn true_peaks(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.sensors.iter().map(|s| (&*s.sensor.id, s.peak))
     }
 
     /// Simulated time of the next scheduled event.
@@ -343,7 +359,7 @@ impl City {
                 match f.fault(i) {
                     Some(SensorFault::Stuck { .. }) => stats.stuck_sensors += 1,
                     Some(SensorFault::Silent { .. }) => stats.silent_sensors += 1,
-                    Some(SensorFault::Spiky { .. }) => stats.spiky_sensors += 1,
+                    Some(SensorFault::Spiky { .. } | SensorFault::EchoBursts { .. }) => stats.spiky_sensors += 1,
                     None => {}
                 }
             }

@@ -17,6 +17,11 @@ pub const WARNING_1_FRACTION: f64 = 0.92;
 /// Fraction of the design rise where a sewer / drain counts as "high".
 pub const HIGH_FRACTION: f64 = 0.8;
 
+/// Catchment-mean rain a river gauge's design stage corresponds to, mm/h:
+/// the red warning level is reached after several hours of rain near this
+/// (a core typhoon band over the whole catchment), not by one downpour.
+const RIVER_DESIGN_MMH: f64 = 36.0;
+
 /// Exponent of the stage-discharge rating curve.
 const RATING_EXPONENT: f64 = 0.6;
 /// M2 tidal period, hours.
@@ -86,8 +91,14 @@ impl LevelGauge {
     /// the slower its response, so k grows with it.
     pub fn river(base_m: f64, warning_1_m: f64, upstream_km: f64, tide_amp_m: f64) -> Self {
         let k1 = 0.6 + 0.12 * upstream_km.clamp(0.0, 12.0);
-        Self::new(LevelKind::River, base_m, (warning_1_m - base_m) / WARNING_1_FRACTION, 50.0, Cascade::new(k1, 1.0))
-            .with_tide(tide_amp_m)
+        Self::new(
+            LevelKind::River,
+            base_m,
+            (warning_1_m - base_m) / WARNING_1_FRACTION,
+            RIVER_DESIGN_MMH,
+            Cascade::new(k1, 1.0),
+        )
+        .with_tide(tide_amp_m)
     }
 
     /// An urban drainage channel: fast response, no tide.

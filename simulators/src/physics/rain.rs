@@ -1,8 +1,9 @@
 //! Rain: moving, growing and decaying Gaussian rain cells over a background.
 //!
 //! Convective cells are well approximated by Gaussian blobs of intensity
-//! drifting with the steering wind; a typhoon adds a broad stratiform shield
-//! plus frequent intense cells in its rain bands.
+//! drifting with the steering wind; a typhoon adds a broad stratiform shield,
+//! spiral rain bands (long, narrow lines of heavy rain sweeping across the
+//! city) and frequent intense cells embedded in them.
 
 use std::f64::consts::PI;
 
@@ -53,6 +54,54 @@ impl RainCell {
     }
 }
 
+/// A typhoon rain band: a line of heavy rain tens of km long and a few km
+/// wide, swept across the city perpendicular to its axis.
+#[derive(Debug, Clone)]
+pub struct RainBand {
+    /// A point on the band's axis.
+    pub center: LonLat,
+    /// Unit vector (east, north) along the band's axis.
+    pub axis: (f64, f64),
+    /// Half the band's length, km; the rain tapers off beyond it.
+    pub half_length_km: f64,
+    /// Across-band standard deviation, km.
+    pub sigma_km: f64,
+    pub peak_mmh: f64,
+    pub velocity_kmh: (f64, f64),
+    pub age_h: f64,
+    pub life_h: f64,
+}
+
+impl RainBand {
+    /// Builds up over the first fifth of its life, holds, then weakens over the last fifth.
+    fn strength(&self) -> f64 {
+        let x = self.age_h / self.life_h;
+        (x / 0.2).min(1.0).min((1.0 - x) / 0.2).clamp(0.0, 1.0)
+    }
+
+    pub fn intensity_at(&self, at: LonLat) -> f64 {
+        let (e, n) = at.km_from(self.center);
+        let along = e * self.axis.0 + n * self.axis.1;
+        let across = -e * self.axis.1 + n * self.axis.0;
+        let beyond = (along.abs() - self.half_length_km).max(0.0);
+        let taper = (-beyond * beyond / (2.0 * 16.0)).exp();
+        self.peak_mmh * self.strength() * taper * (-across * across / (2.0 * self.sigma_km * self.sigma_km)).exp()
+    }
+
+    fn advance(&mut self, dt_h: f64) {
+        self.center = self.center.offset_km(self.velocity_kmh.0 * dt_h, self.velocity_kmh.1 * dt_h);
+        self.age_h += dt_h;
+    }
+}
+
+/// When the typhoon's spiral bands cross the city (hours after the start)
+/// and how hard they rain at their axis, mm/h: an outer band, the two bands
+/// of the core, a trailing band.
+const TYPHOON_BANDS: [(f64, f64); 4] = [(1.8, 30.0), (4.6, 85.0), (8.6, 75.0), (11.2, 28.0)];
+
+/// Soft ceiling of rain intensity at a point, mm/h.
+const MAX_MMH: f64 = 200.0;
+
 /// The rain over the whole city.
 #[derive(Debug, Clone)]
 pub struct RainField {
@@ -60,6 +109,9 @@ pub struct RainField {
     start_ms: i64,
     rng: SimRng,
     cells: Vec<RainCell>,
+    bands: Vec<RainBand>,
+    /// How many of [`TYPHOON_BANDS`] have been spawned.
+    bands_spawned: usize,
     background_mmh: f64,
     /// Hours since the start of the simulation.
     elapsed_h: f64,
@@ -72,6 +124,8 @@ impl RainField {
             start_ms,
             rng: SimRng::derive(seed, "rain"),
             cells: Vec::new(),
+            bands: Vec::new(),
+            bands_spawned: 0,
             background_mmh: 0.0,
             elapsed_h: 0.0,
         }
@@ -84,6 +138,10 @@ impl RainField {
 
     pub fn cells(&self) -> &[RainCell] {
         &self.cells
+    }
+
+    pub fn bands(&self) -> &[RainBand] {
+        &self.bands
     }
 
     /// Typhoon intensity envelope (0..1) at `h` hours after the start: outer
@@ -115,6 +173,10 @@ impl RainField {
             cell.advance(dt_h);
         }
         self.cells.retain(|c| c.age_h < c.life_h);
+        for band in &mut self.bands {
+            band.advance(dt_h);
+        }
+        self.bands.retain(|b| b.age_h < b.life_h);
         let hour = crate::timefmt::taipei_hour(now_ms);
         match self.weather {
             Weather::Calm => {
@@ -130,8 +192,18 @@ impl RainField {
                 let e = Self::typhoon_envelope(self.elapsed_h);
                 // The stratiform shield pulses slowly between bands.
                 let pulse = 0.8 + 0.2 * (self.elapsed_h * 1.3).sin();
-                self.background_mmh = if e > 0.1 { (2.0 + 7.0 * e) * pulse } else { 0.0 };
-                if self.rng.happens(3.0 * e, dt_h) {
+                self.background_mmh = if e > 0.1 { (1.0 + 4.0 * e) * pulse } else { 0.0 };
+                while let Some(&(at_h, peak)) = TYPHOON_BANDS.get(self.bands_spawned) {
+                    // Spawned so that the axis crosses the city centre about `at_h`.
+                    let lead_h = 1.2;
+                    if self.elapsed_h + lead_h < at_h {
+                        break;
+                    }
+                    self.bands_spawned += 1;
+                    let band = self.spawn_band(peak, lead_h);
+                    self.bands.push(band);
+                }
+                if self.rng.happens(1.5 * e, dt_h) {
                     let cell = self.spawn_band_cell(e);
                     self.cells.push(cell);
                 }
@@ -144,7 +216,12 @@ impl RainField {
         // Orographic enhancement: the eastern foothills get more than the coast.
         let orographic = 1.0 + 3.0 * (at.lon - CITY_LON).clamp(-0.05, 0.1);
         let cells: f64 = self.cells.iter().map(|c| c.intensity_at(at)).sum();
-        (self.background_mmh * orographic + cells).max(0.0)
+        let bands: f64 = self.bands.iter().map(|b| b.intensity_at(at)).sum();
+        let total = (self.background_mmh * orographic + cells + bands).max(0.0);
+        // Where cells and bands overlap, rain rates saturate (the one-minute
+        // rates a gauge sees in a typhoon top out around 200 mm/h) instead of
+        // adding up to rates no storm has produced.
+        MAX_MMH * (total / MAX_MMH).tanh()
     }
 
     fn city_center() -> LonLat {
@@ -167,6 +244,29 @@ impl RainField {
         }
     }
 
+    /// A spiral band lying NNW-SSE, swept north-eastwards by the monsoonal
+    /// flow, placed so its axis reaches the city centre `lead_h` hours from
+    /// now (give or take its offset along the track).
+    fn spawn_band(&mut self, peak_mmh: f64, lead_h: f64) -> RainBand {
+        let r = &mut self.rng;
+        let heading = (60.0 + r.random_range(-15.0..15.0_f64)).to_radians(); // towards ENE
+        let speed = r.random_range(18.0..28.0);
+        let (ux, uy) = (heading.sin(), heading.cos());
+        let back = speed * lead_h;
+        let along = r.random_range(-6.0..6.0);
+        let center = Self::city_center().offset_km(-ux * back + uy * along, -uy * back - ux * along);
+        RainBand {
+            center,
+            axis: (uy, -ux),
+            half_length_km: r.random_range(12.0..22.0),
+            sigma_km: r.random_range(3.0..5.0),
+            peak_mmh: peak_mmh * r.random_range(0.85..1.15),
+            velocity_kmh: (speed * ux, speed * uy),
+            age_h: 0.0,
+            life_h: 2.0 * lead_h + r.random_range(0.3..1.0),
+        }
+    }
+
     /// An intense band cell entering from the south-west (the monsoonal flow a
     /// typhoon drags over southern Taiwan), crossing the city mid-life.
     fn spawn_band_cell(&mut self, envelope: f64) -> RainCell {
@@ -181,7 +281,7 @@ impl RainField {
         RainCell {
             center,
             sigma_km: r.random_range(3.0..6.0),
-            peak_mmh: r.random_range(40.0..120.0) * (0.7 + 0.3 * envelope),
+            peak_mmh: r.random_range(30.0..90.0) * (0.7 + 0.3 * envelope),
             velocity_kmh: (speed * ux, speed * uy),
             age_h: 0.0,
             life_h,

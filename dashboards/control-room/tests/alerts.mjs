@@ -1,0 +1,123 @@
+// Drives the control room's alerts panel in Debian's headless Chromium
+// (playwright-core). Run by tests/control_room_alerts_browser.rs, which owns
+// the services and the data; talks to it over stdout/stdin:
+//
+//   script -> "citygauge-browser: raise"      the page is live; raise the alert now
+//   rust   -> "<alert id>"                    the alert it raised
+//   script -> "citygauge-browser: ok ..."     a check passed
+//   exit 0 when everything passed, 1 with the reason on stderr otherwise.
+//
+// Environment: CITYGAUGE_URL, CITYGAUGE_TOKEN (an operator token),
+// CITYGAUGE_ARTIFACTS (screenshots), CITYGAUGE_CHROMIUM (default
+// /usr/bin/chromium), CITYGAUGE_LIVE_TIMEOUT_MS (how soon the alert must
+// show, default 3000).
+
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+import { chromium } from "playwright-core";
+
+const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback;
+  if (value === undefined) throw new Error(`${name} is not set`);
+  return value;
+};
+const base = env("CITYGAUGE_URL").replace(/\/$/, "");
+const token = env("CITYGAUGE_TOKEN");
+const artifacts = env("CITYGAUGE_ARTIFACTS");
+const liveTimeout = Number(env("CITYGAUGE_LIVE_TIMEOUT_MS", "3000"));
+
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--disable-dev-shm-usage",
+];
+
+const say = (line) => process.stdout.write(`citygauge-browser: ${line}\n`);
+const stdin = createInterface({ input: process.stdin });
+const lines = [];
+let waiting = null;
+stdin.on("line", (line) => (waiting ? (waiting(line), (waiting = null)) : lines.push(line)));
+const nextLine = () => (lines.length > 0 ? Promise.resolve(lines.shift()) : new Promise((resolve) => (waiting = resolve)));
+
+mkdirSync(artifacts, { recursive: true });
+rmSync(join(artifacts, "alerts-failure.png"), { force: true });
+const profile = mkdtempSync(join(tmpdir(), "citygauge-chromium-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: env("CITYGAUGE_CHROMIUM", "/usr/bin/chromium"),
+  headless: true,
+  args: FLAGS,
+  viewport: { width: 1600, height: 900 },
+  locale: "en-US",
+  timezoneId: "Asia/Taipei",
+});
+const page = context.pages()[0] ?? (await context.newPage());
+const problems = [];
+page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+const live = (expr, arg, timeout = 30_000) => page.waitForFunction(expr, arg, { timeout, polling: 50 });
+
+try {
+  await page.goto(`${base}/`, { waitUntil: "domcontentloaded" });
+  // English labels whatever the profile says.
+  await page.evaluate(() => localStorage.setItem("citygauge.lang", "en"));
+  await page.reload({ waitUntil: "domcontentloaded" });
+  await live(() => window.__citygauge?.ready && window.__citygauge.stream()?.connected);
+  await page.evaluate(() => (window.__notReloaded = true));
+  const before = await page.evaluate(() => window.__citygauge.alertList().length);
+  say(`ok control room live with ${before} active alerts`);
+
+  // 1. An alert raised now appears without a reload.
+  say("raise");
+  const id = Number(await nextLine());
+  const started = Date.now();
+  const row = `.alert-row[data-alert-id="${id}"]`;
+  await live(
+    (id) => window.__notReloaded === true && window.__citygauge.alertList().some((a) => a.id === id && a.state === "open"),
+    id,
+    liveTimeout,
+  ).catch(async () => {
+    throw new Error(`alert ${id} did not show within ${liveTimeout} ms; panel: ${await page.locator("#alerts").innerText()}`);
+  });
+  const text = await page.locator(row).innerText();
+  if (!/red/i.test(text) || !/Extreme/.test(text)) throw new Error(`the alert row lacks its level and severity: ${text}`);
+  say(`ok alert ${id} shown after ${Date.now() - started} ms`);
+
+  // 2. Its timeline, and its sensor highlighted on the map.
+  await page.locator(`${row} .alert-headline`).click();
+  await page.locator(`#alert-timeline[data-alert-id="${id}"] li[data-kind="raised"]`).waitFor({ timeout: 5000 });
+  say("ok timeline shows the raise");
+
+  // 3. Acknowledging needs the operator token, entered once.
+  await page.locator("#operator-token").fill(token);
+  await page.locator("#operator-sign-in").click();
+  await page.locator(`${row} button[data-action="acknowledge"]`).click();
+  await live((id) => window.__citygauge.alertList().some((a) => a.id === id && a.state === "acknowledged"), id, 5000).catch(
+    async () => {
+      throw new Error(`alert ${id} not acknowledged; panel: ${await page.locator("#alerts").innerText()}`);
+    },
+  );
+  await page.locator(`#alert-timeline li[data-kind="acknowledged"]`).waitFor({ timeout: 5000 });
+  const stored = await page.evaluate(() => localStorage.getItem("citygauge.operator_token"));
+  if (stored !== token) throw new Error("the token was not kept for the next visit");
+  say(`ok alert ${id} acknowledged`);
+  await page.screenshot({ path: join(artifacts, "control-room-alerts.png") });
+
+  if (problems.length > 0) throw new Error(problems.join("\n"));
+  say("done");
+} catch (error) {
+  await page.screenshot({ path: join(artifacts, "alerts-failure.png") }).catch(() => {});
+  process.stderr.write(`${error.stack ?? error}\n${problems.join("\n")}\n`);
+  process.exitCode = 1;
+} finally {
+  stdin.close();
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
