@@ -63,10 +63,14 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Resul
         }
         Command::Dev(args) => crate::dev::run(*args, shutdown).await?,
         Command::Alerts(AlertsCommand::Replay(args)) => {
-            anyhow::bail!("alerts replay is not built yet ({:?} to {:?})", args.from, args.to)
+            // The timeline alone on stdout (a table, or JSON for scripts).
+            let out = citygauge_query::alerting::replay::command(*args).await?;
+            print!("{out}");
         }
         Command::Alerts(AlertsCommand::Token(command)) => {
-            anyhow::bail!("alerts token is not built yet: {command:?}")
+            // The token is printed once, alone on stdout, so a script can capture it.
+            let out = citygauge_query::alerting::auth::run_token_command(command).await?;
+            print!("{out}");
         }
     }
     Ok(())

@@ -132,6 +132,13 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let store = crate::commands::store(&ingest.database)?;
     let report = store.migrate().await.context("migrating the database")?;
     let imported = crate::commands::import(&store, &args.registry).await?;
+    // An admin token for this run, so a person can acknowledge and resolve
+    // alerts in the control room (the previous run's is revoked).
+    let operator_token = {
+        let client = store.client().await?;
+        citygauge_query::alerting::auth::revoke_tokens(&**client, "dev").await?;
+        citygauge_query::alerting::auth::create_token(&**client, "dev", "admin").await?
+    };
     // A restart resumes where the stored data ends rather than replaying
     // hours already stored.
     let newest: Option<chrono::DateTime<chrono::Utc>> = store
@@ -146,6 +153,14 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let mut query = QueryDefaults::try_parse_from(query_args_from_file()?).context("query service options")?.query;
     query.database.database_url = postgres.connection_string("citygauge");
     query.city_timezone = ingest.city_timezone.clone();
+    // Alert changes go to the demo broker too (`mosquitto_sub -t 'city/alerts/#'`).
+    if query.alerting.alerts_mqtt_url.is_none() {
+        query.alerting.alerts_mqtt_url = Some(broker.url());
+    }
+    let default_rules = std::path::Path::new("deploy/alert-rules.toml");
+    if query.alerting.alert_rules_file.is_none() && default_rules.exists() {
+        query.alerting.alert_rules_file = Some(default_rules.to_path_buf());
+    }
     if let Some(dist) = web_dist {
         query.web_dir = dist;
     }
@@ -170,12 +185,14 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     println!(
         "\ncitygauge dev is running ({} sensors imported, schema v{}, time-series backend: {})\n\
          \n  control room  http://{web}/   (citizens: http://{web}/public, API: http://{web}/api/docs)\n\
+         \n  operator token (admin, this run only): {operator_token}\n  alerts    http://{web}/api/v1/alerts   CAP feed: http://{web}/api/v1/alerts/feed.atom   (try: mosquitto_sub -p {} -t 'city/alerts/#' -v)\n\
          \n  database  psql \"{}\"\n  broker    {}   (try: mosquitto_sub -p {} -t 'city/#' -v)\n  metrics   http://{http}/metrics   ready: http://{http}/readyz   query: http://{web}/metrics\n  data      {}\n\
          \n  e.g.  psql \"{}\" -c \"SELECT sensor_id, ts, level_m, quality FROM water_level ORDER BY ts DESC LIMIT 10\"\n\
          \nCtrl-C stops everything; the data stays for the next run.\n",
         imported.inserted + imported.updated,
         report.version,
         report.backend.as_str(),
+        broker.port(),
         postgres.connection_string("citygauge"),
         broker.url(),
         broker.port(),

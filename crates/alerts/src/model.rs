@@ -31,6 +31,16 @@ impl Observation {
     pub fn is_good(&self) -> bool {
         self.quality == QualityLevel::Good
     }
+
+    /// Whether the reading's time can be believed. Ingest keeps readings
+    /// stamped up to a day ahead (`future_ts`) or before 2000
+    /// (`clock_unset`), flagged bad: such a time must not move the engine's
+    /// clock (expiring silences, ticking hours ahead) nor a sensor's "last
+    /// seen" (which would hide its silence and make every later reading look
+    /// late).
+    pub fn time_trusted(&self) -> bool {
+        !self.quality_reasons.iter().any(|r| r == "future_ts" || r == "clock_unset")
+    }
 }
 
 /// What the registry says about a sensor, as the engine needs it.

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::engine::{air, composite, flood, health, rain, sewer, streetlight, water};
+use citygauge_domain::Kind;
+
 use crate::model::{MsgStatus, Sensor};
 use crate::AlertError;
 
@@ -144,9 +146,23 @@ impl RuleSet {
     /// The rules for `sensor` after its overrides, or `None` when none
     /// applies (the city-wide set does).
     pub fn effective_for(&self, sensor: &Sensor) -> Option<RuleSet> {
-        let district = self.overrides.iter().filter(|o| o.matches_district(sensor));
-        let station = self.overrides.iter().filter(|o| o.matches_sensor(sensor));
-        let applicable: Vec<&Override> = district.chain(station).collect();
+        self.effective_by_overrides(&self.overrides_for(sensor))
+    }
+
+    /// The indices of the overrides that apply to `sensor`, in the order
+    /// they are merged (district overrides, then station overrides, each in
+    /// file order). Sensors with the same list share the same rules, so the
+    /// engine merges once per list, not once per sensor.
+    pub fn overrides_for(&self, sensor: &Sensor) -> Vec<usize> {
+        let district = self.overrides.iter().enumerate().filter(|(_, o)| o.matches_district(sensor));
+        let station = self.overrides.iter().enumerate().filter(|(_, o)| o.matches_sensor(sensor));
+        district.chain(station).map(|(i, _)| i).collect()
+    }
+
+    /// The rules after the overrides at `indices` ([`RuleSet::overrides_for`]);
+    /// `None` for none.
+    pub fn effective_by_overrides(&self, indices: &[usize]) -> Option<RuleSet> {
+        let applicable: Vec<&Override> = indices.iter().filter_map(|i| self.overrides.get(*i)).collect();
         if applicable.is_empty() {
             return None;
         }
@@ -161,6 +177,47 @@ impl RuleSet {
             merge(&mut base, &Value::Object(o.set.clone()));
         }
         serde_json::from_value(base).map_err(|e| AlertError::RulesSyntax(e.to_string()))
+    }
+}
+
+impl RuleSet {
+    /// How much stored history a restarted engine (or a replay) must run
+    /// through before its state stands where it stood live: the longest
+    /// window any rule of `kind` reads, over the city-wide rules and every
+    /// override. Shorter, and a restart resolves alerts that still hold (a
+    /// sewer's sediment fit needs days of dry minima).
+    pub fn warmup_for(&self, kind: Kind) -> chrono::Duration {
+        let merged = self.overrides.iter().filter_map(|o| self.merged(&[o]).ok());
+        std::iter::once(self.sections_warmup(kind))
+            .chain(merged.map(|r| r.sections_warmup(kind)))
+            .max()
+            .unwrap_or_else(chrono::Duration::zero)
+    }
+
+    /// The longest [`RuleSet::warmup_for`] of any kind.
+    pub fn warmup(&self) -> chrono::Duration {
+        Kind::ALL.into_iter().map(|k| self.warmup_for(k)).max().unwrap_or_else(chrono::Duration::zero)
+    }
+
+    fn sections_warmup(&self, kind: Kind) -> chrono::Duration {
+        use chrono::Duration as D;
+        let health = &self.health;
+        // Silence is judged from the last reading; flat lines and spikes from their windows.
+        let interval = D::seconds(health.default_interval_s);
+        let health_w = D::seconds(health.flatline.min_duration_s)
+            .max(D::seconds(health.spike.window_s))
+            .max(D::seconds(health.flatline.rain_window_s) + interval);
+        let family = match kind {
+            // The 24 h class window must be complete: its first interval too.
+            Kind::Rainfall => {
+                D::hours(24) + D::seconds(self.rainfall.default_interval_s) + D::seconds(self.rainfall.late_s)
+            }
+            Kind::WaterLevel => D::seconds(self.water_level.rate.window_s).max(self.sewer.warmup()),
+            Kind::FloodDepth => D::seconds(self.road_flooding.confirm.clear_dwell_s),
+            Kind::AirQuality => self.air.warmup(),
+            Kind::Streetlight => self.streetlight.warmup(),
+        };
+        family.max(health_w)
     }
 }
 
@@ -201,6 +258,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("overrides[0].set") && err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn warmup_covers_the_longest_window_of_each_kind() {
+        let rules = RuleSet::default();
+        assert!(rules.warmup_for(Kind::Rainfall) > chrono::Duration::hours(24), "the 24 h class window");
+        assert!(rules.warmup_for(Kind::AirQuality) >= chrono::Duration::hours(12), "MOENV's 12 h average");
+        assert!(rules.warmup_for(Kind::Streetlight) >= chrono::Duration::hours(24), "last night's lamps");
+        assert!(rules.warmup_for(Kind::WaterLevel) >= chrono::Duration::days(8), "the sewer sediment fit");
+        assert_eq!(rules.warmup(), rules.warmup_for(Kind::WaterLevel));
+        // An override that lengthens a window lengthens the warm-up.
+        let longer =
+            RuleSet::from_toml("[[overrides]]\nsensors = ['s']\nset = { sewer = { sediment = { days = 20 } } }\n")
+                .unwrap();
+        assert!(longer.warmup_for(Kind::WaterLevel) >= chrono::Duration::days(21));
     }
 
     #[test]

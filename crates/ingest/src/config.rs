@@ -184,9 +184,30 @@ pub struct IngestConfig {
     /// Address of `/metrics`, `/healthz`, `/readyz` (port 0 picks a free port).
     #[arg(long, env = "CITYGAUGE_HTTP_LISTEN", default_value = "127.0.0.1:9464")]
     pub http_listen: SocketAddr,
-    /// On shutdown, how long to keep trying to store the last batches.
+    /// Bounds the whole shutdown: from the stop signal, how long to keep
+    /// trying to store and acknowledge what was received. Batches not
+    /// committed by then stay unacknowledged, and the broker redelivers them.
     #[arg(long, env = "CITYGAUGE_SHUTDOWN_TIMEOUT_S", default_value_t = 30)]
     pub shutdown_timeout_s: u64,
+    /// `statement_timeout` of every database connection the daemon uses
+    /// (0: the server's setting): a statement that would hang fails, is
+    /// counted and retried.
+    #[arg(long, env = "CITYGAUGE_DB_STATEMENT_TIMEOUT_MS", default_value_t = 60_000)]
+    pub db_statement_timeout_ms: u64,
+    /// `lock_timeout` of every database connection the daemon uses (0: the
+    /// server's setting): a write waiting behind someone's lock fails, is
+    /// counted and retried, rather than stalling the stream unseen.
+    #[arg(long, env = "CITYGAUGE_DB_LOCK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub db_lock_timeout_ms: u64,
+    /// How long partition DDL (native backend) waits for its locks before
+    /// giving up until its next try; writers queue behind it at most this
+    /// long. Keep it well under `db_lock_timeout_ms`.
+    #[arg(long, env = "CITYGAUGE_DB_DDL_LOCK_TIMEOUT_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_ddl_lock_timeout_ms: u64,
+    /// `/readyz` reports not ready once a batch has been failing (or hanging)
+    /// this long without being stored.
+    #[arg(long, env = "CITYGAUGE_NOT_READY_AFTER_WRITE_FAILURES_S", default_value_t = 10)]
+    pub not_ready_after_write_failures_s: u64,
     /// LoRaWAN field maps per device profile; set in the TOML file's
     /// `[lorawan.profiles.<name>]` tables (see deploy/citygauge.toml).
     #[arg(skip)]
@@ -268,6 +289,10 @@ impl IngestConfig {
         // Writers, plus one for the registry refresh and maintenance.
         store.pool_max_size = usize::from(self.writers) + 2;
         store.partition_premake_days = self.partition_premake_days;
+        let timeout = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
+        store.statement_timeout = timeout(self.db_statement_timeout_ms);
+        store.lock_timeout = timeout(self.db_lock_timeout_ms);
+        store.ddl_lock_timeout = Duration::from_millis(self.db_ddl_lock_timeout_ms);
         store.retention =
             self.retention_days.iter().map(|(kind, days)| (*kind, chrono::Duration::days(i64::from(*days)))).collect();
         store
@@ -303,6 +328,12 @@ impl IngestConfig {
         }
         if self.subscriptions().is_empty() {
             return Err(IngestError::Config("--mqtt-topics names no topic filter".into()));
+        }
+        if self.db_lock_timeout_ms > 0 && self.db_ddl_lock_timeout_ms >= self.db_lock_timeout_ms {
+            return Err(IngestError::Config(format!(
+                "--db-ddl-lock-timeout-ms ({}) must be less than --db-lock-timeout-ms ({}): writers queued behind partition DDL would time out first",
+                self.db_ddl_lock_timeout_ms, self.db_lock_timeout_ms
+            )));
         }
         if let Some(group) = &self.mqtt_shared_group {
             if group.is_empty() || group.contains(['/', '+', '#']) {
@@ -350,6 +381,21 @@ mod tests {
         assert!(err(&["--max-backfill-days", "0"]).contains("--max-backfill-days"));
         assert!(err(&["--senml-sources", "city/senml/gw-7"]).contains("--senml-sources"));
         assert!(err(&["--senml-sources", "city/#/x=kh-aq-*"]).contains("--senml-sources"));
+        assert!(err(&["--db-ddl-lock-timeout-ms", "0"]).contains("--db-ddl-lock-timeout-ms"));
+        assert!(err(&["--db-lock-timeout-ms", "500"]).contains("--db-ddl-lock-timeout-ms"));
+    }
+
+    #[test]
+    fn database_timeouts_reach_every_connection() {
+        let store = Cli::try_parse_from(["x"]).unwrap().ingest.store_config();
+        assert_eq!(store.statement_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(store.lock_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(store.ddl_lock_timeout, Duration::from_secs(1));
+        let store = Cli::try_parse_from(["x", "--db-statement-timeout-ms", "0", "--db-lock-timeout-ms", "0"])
+            .unwrap()
+            .ingest
+            .store_config();
+        assert_eq!((store.statement_timeout, store.lock_timeout), (None, None), "0: the server's setting");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod metrics;
 mod mqtt;
 mod pipeline;
 mod run;
+mod supervise;
 mod writer;
 
 pub use config::IngestConfig;

@@ -1,8 +1,14 @@
 //! Prometheus metrics, `citygauge_ingest_*`. Labels are bounded sets (kind,
 //! reject reason, error class); never a sensor id.
 
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use citygauge_domain::{Kind, RejectReason};
-use prometheus::{exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use citygauge_store::ErrorClass;
+use prometheus::{
+    exponential_buckets, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -19,6 +25,12 @@ pub struct Metrics {
     pub database_errors: IntCounterVec,
     pub broker_reconnects: IntCounter,
     pub unacked_messages: IntGauge,
+    /// Age of the oldest message received and not yet acknowledged, computed
+    /// when scraped from `oldest_unacked`.
+    oldest_unacked_age: Gauge,
+    /// When the oldest unacknowledged message was received (the MQTT loop
+    /// keeps it), `None` when every message is acknowledged.
+    pub oldest_unacked: Arc<Mutex<Option<Instant>>>,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -98,7 +110,7 @@ impl Metrics {
             database_errors: counter_vec(
                 &registry,
                 "citygauge_ingest_database_errors_total",
-                "Failed batch writes, by class (transient: retried; data: isolated).",
+                "Database errors, by class (transient: retried; data: the refused rows set aside; fatal: the daemon stops).",
                 "class",
             ),
             broker_reconnects: counter(
@@ -115,6 +127,16 @@ impl Metrics {
                 registry.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
+            oldest_unacked_age: {
+                let g = Gauge::new(
+                    "citygauge_ingest_oldest_unacked_age_seconds",
+                    "Age of the oldest message received and not yet acknowledged (0: none); grows while writes stall.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            oldest_unacked: Arc::default(),
             registry,
         };
         // Every label value exists from the start, so rates work from zero.
@@ -124,13 +146,25 @@ impl Metrics {
         for reason in RejectReason::ALL {
             m.rejected_messages.with_label_values(&[reason.as_str()]);
         }
-        for class in ["transient", "data"] {
-            m.database_errors.with_label_values(&[class]);
+        for class in ErrorClass::ALL {
+            m.database_errors.with_label_values(&[class.as_str()]);
         }
         m
     }
 
+    /// Counts a database error under its class.
+    pub fn database_error(&self, class: ErrorClass) {
+        self.database_errors.with_label_values(&[class.as_str()]).inc();
+    }
+
+    /// Records when the oldest unacknowledged message was received.
+    pub fn set_oldest_unacked(&self, received: Option<Instant>) {
+        *self.oldest_unacked.lock().unwrap_or_else(|p| p.into_inner()) = received;
+    }
+
     pub fn render(&self) -> String {
+        let oldest = *self.oldest_unacked.lock().unwrap_or_else(|p| p.into_inner());
+        self.oldest_unacked_age.set(oldest.map_or(0.0, |at| at.elapsed().as_secs_f64()));
         let mut out = String::new();
         let encoder = prometheus::TextEncoder::new();
         // Encoding our own well-formed families cannot fail.

@@ -22,6 +22,7 @@ use crate::acks::{AckSequencer, AckToken};
 use crate::config::{parse_mqtt_url, IngestConfig, MqttProtocol};
 use crate::metrics::Metrics;
 use crate::pipeline::sleep_until;
+use crate::supervise::Shutdown;
 use crate::IngestError;
 
 /// A message on its way to the database.
@@ -250,14 +251,58 @@ pub(crate) struct PollLoop {
     /// Fires at shutdown: stop taking messages; keep acking until the writers
     /// are done (`committed` closes), then disconnect.
     pub stop_forwarding: CancellationToken,
+    /// The shutdown deadline, which bounds the final disconnect too.
+    pub shutdown: Arc<Shutdown>,
+}
+
+/// When the unacknowledged messages were received, oldest first, for
+/// `citygauge_ingest_oldest_unacked_age_seconds`. Acks are released in
+/// arrival order, so the oldest is always at the front.
+#[derive(Debug, Default)]
+struct UnackedAges {
+    /// This connection's messages, in arrival (= ack) order.
+    current: VecDeque<Instant>,
+    /// The oldest of an earlier connection's: the broker redelivers those on
+    /// the new one, so they are still waiting, since then.
+    carried: Option<Instant>,
+}
+
+impl UnackedAges {
+    fn received(&mut self, at: Instant) {
+        self.current.push_back(at);
+    }
+
+    /// `n` acks of this connection were released (the oldest `n`).
+    fn released(&mut self, n: usize) {
+        if n > 0 {
+            self.current.drain(..n.min(self.current.len()));
+            // The redelivered messages come first on the new connection:
+            // acks released on it mean they are stored.
+            self.carried = None;
+        }
+    }
+
+    /// The connection changed: its unacked messages will come again.
+    fn new_connection(&mut self) {
+        self.carried = self.oldest();
+        self.current.clear();
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        match (self.carried, self.current.front().copied()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// The MQTT side of the daemon, in one task: it polls the broker, hands
 /// publishes to the pipeline, and acknowledges committed messages in arrival
 /// order. One task, so that acks and reconnects are ordered with each other.
-pub(crate) async fn poll_loop(mut p: PollLoop) {
+pub(crate) async fn poll_loop(mut p: PollLoop) -> Result<(), IngestError> {
     let mut inbound = Some(p.inbound.clone());
     drop(p.inbound);
+    let mut ages = UnackedAges::default();
     let mut sequencer = AckSequencer::default();
     let mut unsent: VecDeque<AckToken> = VecDeque::new();
     let mut commits_open = true;
@@ -275,6 +320,8 @@ pub(crate) async fn poll_loop(mut p: PollLoop) {
             event = p.session.poll(), if reconnect_at.is_none() => match event {
                 Ok(Event::Connected { session_present }) => {
                     let epoch = p.connection.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+                    ages.new_connection();
+                    p.metrics.set_oldest_unacked(ages.oldest());
                     p.connection.connected.store(true, Ordering::SeqCst);
                     seq = 0;
                     backoff = Duration::from_millis(100);
@@ -310,14 +357,18 @@ pub(crate) async fn poll_loop(mut p: PollLoop) {
                         continue;
                     };
                     p.metrics.messages_received.inc();
+                    let received = Instant::now();
                     let ack = (qos > 0).then(|| {
                         let token = AckToken { epoch: p.connection.epoch.load(Ordering::SeqCst), seq, pkid, qos };
                         seq += 1;
                         p.metrics.unacked_messages.inc();
+                        ages.received(received);
+                        if ages.current.len() == 1 {
+                            p.metrics.set_oldest_unacked(ages.oldest());
+                        }
                         token
                     });
-                    let message =
-                        Inbound { topic, payload, content_type, received_at: Utc::now(), received: Instant::now(), ack };
+                    let message = Inbound { topic, payload, content_type, received_at: Utc::now(), received, ack };
                     // With MQTT 5 the queue holds a whole receive window, so this
                     // rarely waits; when it does, committed batches are still
                     // acknowledged, or the writers would wait on us.
@@ -332,7 +383,7 @@ pub(crate) async fn poll_loop(mut p: PollLoop) {
                                     Err(_) => inbound = None,
                                 },
                                 tokens = p.committed.recv(), if commits_open => {
-                                    commit(tokens, &mut sequencer, &mut unsent, &mut commits_open, &p.connection, &p.metrics);
+                                    commit(tokens, &mut sequencer, &mut unsent, &mut commits_open, &mut ages, &p.connection, &p.metrics);
                                     send_acks(&p.session.client, &p.connection, &mut unsent, &p.metrics);
                                     message = Some(m);
                                 }
@@ -345,6 +396,7 @@ pub(crate) async fn poll_loop(mut p: PollLoop) {
                     // A new epoch now: acks of the lost connection are dropped
                     // rather than queued for the next one.
                     p.connection.epoch.fetch_add(1, Ordering::SeqCst);
+                    ages.new_connection();
                     if p.connection.connected.swap(false, Ordering::SeqCst) {
                         p.metrics.broker_reconnects.inc();
                     }
@@ -355,7 +407,7 @@ pub(crate) async fn poll_loop(mut p: PollLoop) {
             },
             _ = sleep_until(reconnect_at), if reconnect_at.is_some() => reconnect_at = None,
             tokens = p.committed.recv(), if commits_open => {
-                commit(tokens, &mut sequencer, &mut unsent, &mut commits_open, &p.connection, &p.metrics);
+                commit(tokens, &mut sequencer, &mut unsent, &mut commits_open, &mut ages, &p.connection, &p.metrics);
             }
             _ = p.stop_forwarding.cancelled(), if inbound.is_some() => {
                 // Dropping the sender lets the pipeline flush and finish.
@@ -370,11 +422,16 @@ pub(crate) async fn poll_loop(mut p: PollLoop) {
     }
     // A clean DISCONNECT (after the queued acks); with a persistent session
     // the broker keeps queuing for us.
-    p.session.client.disconnect().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    // Both within the shutdown deadline (and a moment to send the last acks
+    // of batches committed just before it).
+    let deadline = (tokio::time::Instant::now() + Duration::from_secs(2))
+        .min(p.shutdown.deadline().map_or(tokio::time::Instant::now(), |d| d + Duration::from_millis(500)));
+    let _ = tokio::time::timeout_at(deadline, p.session.client.disconnect()).await;
     while let Ok(Ok(_)) = tokio::time::timeout_at(deadline, p.session.poll()).await {}
     p.connection.connected.store(false, Ordering::SeqCst);
+    p.metrics.set_oldest_unacked(None);
     info!("mqtt: disconnected");
+    Ok(())
 }
 
 fn commit(
@@ -382,6 +439,7 @@ fn commit(
     sequencer: &mut AckSequencer,
     unsent: &mut VecDeque<AckToken>,
     commits_open: &mut bool,
+    ages: &mut UnackedAges,
     connection: &Connection,
     metrics: &Metrics,
 ) {
@@ -389,6 +447,10 @@ fn commit(
         Some(tokens) => {
             let (ready, stale) = sequencer.commit(tokens, connection.epoch.load(Ordering::SeqCst));
             metrics.unacked_messages.sub(stale as i64);
+            if !ready.is_empty() {
+                ages.released(ready.len());
+                metrics.set_oldest_unacked(ages.oldest());
+            }
             unsent.extend(ready);
         }
         None => *commits_open = false,
@@ -419,6 +481,25 @@ fn send_acks(client: &Client, connection: &Connection, unsent: &mut VecDeque<Ack
 mod tests {
     use super::*;
     use v5::mqttbytes::v5::{Publish, PublishProperties};
+
+    #[test]
+    fn the_oldest_unacked_message_survives_a_reconnect_until_acks_flow_again() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut ages = UnackedAges::default();
+        assert_eq!(ages.oldest(), None);
+        ages.received(at(0));
+        ages.received(at(10));
+        ages.received(at(20));
+        ages.released(1);
+        assert_eq!(ages.oldest(), Some(at(10)));
+        // The connection drops; the broker redelivers on the next one.
+        ages.new_connection();
+        ages.received(at(500));
+        assert_eq!(ages.oldest(), Some(at(10)), "still waiting since it first came");
+        ages.released(1);
+        assert_eq!(ages.oldest(), None);
+    }
 
     #[test]
     fn the_content_type_comes_from_the_publish_properties() {

@@ -1,20 +1,23 @@
-//! Start-up and ordered shutdown of the daemon.
+//! Start-up, supervision and ordered shutdown of the daemon.
 //!
 //! Start: validate config, serve HTTP (not ready yet), migrate (waiting for
-//! the database if it is down), load the registry, then connect to the broker.
+//! the database if it is down, stopping at once if it refuses us), load the
+//! registry, then connect to the broker.
+//! Run: every task is supervised; one that fails or ends stops the daemon,
+//! naming it ([`Supervisor`]).
 //! Stop: the MQTT loop stops taking messages; the pipeline flushes its batch;
-//! the writers commit what they hold; the MQTT loop sends the last acks and
-//! disconnects; last of all the HTTP server stops.
+//! the writers commit what they can; the MQTT loop sends the last acks and
+//! disconnects; last of all the HTTP server stops. All of it within
+//! `shutdown_timeout_s` of the stop signal.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use citygauge_domain::Normaliser;
-use citygauge_store::{Store, StoreError};
+use citygauge_store::{ErrorClass, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn, Instrument};
 
 use crate::config::IngestConfig;
@@ -22,13 +25,20 @@ use crate::http::{self, Health, HttpState};
 use crate::metrics::Metrics;
 use crate::mqtt::{poll_loop, Connection, PollLoop, Session};
 use crate::pipeline::{run_pipeline, BatchLimits};
+use crate::supervise::{Shutdown, Supervisor};
 use crate::writer::{run_writers, SeenSensors, Writer};
 use crate::IngestError;
 
 /// How often `first_seen`/`last_seen` are written.
 const TOUCH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often partitions that writes found missing are made (off the write path).
+const PARTITION_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// After the shutdown deadline: for acks of batches committed just before
+/// it, and the broker's DISCONNECT.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(1);
 
-/// Runs the daemon until `shutdown` fires, then stops in order.
+/// Runs the daemon until `shutdown` fires (or a task fails), then stops in
+/// order.
 pub async fn run(
     config: IngestConfig,
     http_listener: TcpListener,
@@ -38,13 +48,13 @@ pub async fn run(
     let normaliser = Normaliser::new(config.normalise_config()?);
     let store = Arc::new(Store::new(config.store_config())?);
     let metrics = Metrics::new();
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Health::new(Duration::from_secs(config.not_ready_after_write_failures_s)));
     let connection = Arc::new(Connection::default());
 
     let http_stop = CancellationToken::new();
     let http_state = HttpState { metrics: metrics.clone(), health: health.clone(), connection: connection.clone() };
     info!(addr = %http_listener.local_addr()?, "http: serving /metrics /healthz /readyz");
-    let http_task = tokio::spawn({
+    let mut http_task = tokio::spawn({
         let stop = http_stop.clone();
         async move {
             let served = axum::serve(http_listener, http::router(http_state))
@@ -57,9 +67,14 @@ pub async fn run(
         .instrument(tracing::info_span!("http"))
     });
 
-    let result = run_ingest(config, normaliser, store, metrics, health, connection, shutdown).await;
+    // A child: a failing task stops the daemon without touching the caller's token.
+    let stop = Arc::new(Shutdown::new(shutdown.child_token(), Duration::from_secs(config.shutdown_timeout_s)));
+    let result = run_ingest(config, normaliser, store, metrics, health, connection, stop).await;
     http_stop.cancel();
-    let _ = http_task.await;
+    // A scraper holding a connection open must not hold the exit up.
+    if tokio::time::timeout(Duration::from_secs(1), &mut http_task).await.is_err() {
+        http_task.abort();
+    }
     result
 }
 
@@ -70,30 +85,31 @@ async fn run_ingest(
     metrics: Metrics,
     health: Arc<Health>,
     connection: Arc<Connection>,
-    shutdown: CancellationToken,
+    stop: Arc<Shutdown>,
 ) -> Result<(), IngestError> {
-    let Some(report) = until_ready("migrate", &shutdown, || store.migrate()).await? else { return Ok(()) };
+    let Some(report) = until_ready("migrate", &stop.token, &metrics, || store.migrate()).await? else {
+        return Ok(());
+    };
     info!(version = report.version, applied = ?report.applied, backend = report.backend.as_str(), "store: schema ready");
-    if let Err(error) = store.maintain(chrono::Utc::now()).await {
+    let maintained = tokio::select! {
+        maintained = store.maintain(chrono::Utc::now()) => maintained,
+        _ = stop.token.cancelled() => return Ok(()),
+    };
+    if let Err(error) = maintained {
+        metrics.database_error(error.class());
+        if error.class() == ErrorClass::Fatal {
+            return Err(IngestError::database(error));
+        }
         warn!(%error, "store: maintenance failed; will retry");
     }
-    let Some(registry) = until_ready("load registry", &shutdown, || store.load_registry()).await? else {
+    let Some(registry) = until_ready("load registry", &stop.token, &metrics, || store.load_registry()).await? else {
         return Ok(());
     };
     info!(sensors = registry.len(), "registry: loaded");
     health.set_migrated();
     let (registry_tx, registry_rx) = watch::channel(Arc::new(registry));
 
-    let background = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    tasks.spawn(refresh_registry(
-        store.clone(),
-        registry_tx,
-        Duration::from_secs(config.registry_refresh_s),
-        background.clone(),
-    ));
-    tasks.spawn(maintain(store.clone(), Duration::from_secs(config.maintenance_interval_s), background.clone()));
-
+    let supervisor = Arc::new(Supervisor::new(stop.clone(), health.clone()));
     let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue_messages as usize);
     let (batch_tx, batch_rx) = mpsc::channel(usize::from(config.writers));
     let (commit_tx, commit_rx) = mpsc::channel(usize::from(config.writers) * 4);
@@ -104,8 +120,8 @@ async fn run_ingest(
         metrics: metrics.clone(),
         health: health.clone(),
         seen: seen.clone(),
-        shutdown: shutdown.clone(),
-        shutdown_timeout: Duration::from_secs(config.shutdown_timeout_s),
+        shutdown: stop.clone(),
+        supervisor: supervisor.clone(),
     });
     let limits = BatchLimits {
         max_rows: config.batch_max_rows as usize,
@@ -113,7 +129,15 @@ async fn run_ingest(
         rejected_payload_max_bytes: config.rejected_payload_max_bytes,
     };
 
-    let mqtt = tasks.spawn(
+    let background = Background { store: store.clone(), metrics: metrics.clone(), stop: stop.token.clone() };
+    supervisor.spawn(
+        "registry refresh",
+        background.clone().refresh_registry(registry_tx, Duration::from_secs(config.registry_refresh_s)),
+    );
+    supervisor.spawn("maintenance", background.clone().maintain(Duration::from_secs(config.maintenance_interval_s)));
+    supervisor.spawn("last-seen", background.clone().touch_sensors(seen.clone()));
+    supervisor.spawn(
+        "mqtt",
         poll_loop(PollLoop {
             session,
             subscriptions: config.subscriptions(),
@@ -122,50 +146,80 @@ async fn run_ingest(
             committed: commit_rx,
             connection: connection.clone(),
             metrics: metrics.clone(),
-            stop_forwarding: shutdown.clone(),
+            stop_forwarding: stop.token.clone(),
+            shutdown: stop.clone(),
         })
         .instrument(tracing::info_span!("mqtt", client_id = %config.mqtt_client_id)),
     );
-    tasks.spawn(
-        run_pipeline(inbound_rx, normaliser, registry_rx, batch_tx, limits, metrics.clone())
-            .instrument(tracing::info_span!("pipeline")),
+    supervisor.spawn(
+        "pipeline",
+        async move {
+            run_pipeline(inbound_rx, normaliser, registry_rx, batch_tx, limits, metrics.clone()).await;
+            Ok(())
+        }
+        .instrument(tracing::info_span!("pipeline")),
     );
-    tasks.spawn(
+    supervisor.spawn(
+        "writer",
         run_writers(writer, batch_rx, commit_tx, usize::from(config.writers)).instrument(tracing::info_span!("writer")),
     );
-    tasks.spawn(touch_sensors(store.clone(), seen.clone(), background.clone()));
-    tasks.close();
 
-    shutdown.cancelled().await;
-    info!("shutting down: flushing pending batches");
-    // The MQTT loop ends once the pipeline and writers have drained and their
-    // acks are sent.
-    let _ = mqtt.await;
-    background.cancel();
-    tasks.wait().await;
-    // What was heard in the last seconds.
-    if let Err(error) = store.touch_sensors(&seen.take()).await {
-        warn!(%error, "store: could not record last_seen at shutdown");
+    stop.token.cancelled().await;
+    let deadline = stop.deadline().expect("stopping");
+    info!(timeout_s = config.shutdown_timeout_s, "shutting down: flushing pending batches");
+    // The MQTT loop ends once the pipeline and writers have drained (or the
+    // deadline cut them off) and its last acks are sent.
+    if !supervisor.wait(deadline + SHUTDOWN_SLACK).await {
+        error!(
+            timeout_s = config.shutdown_timeout_s,
+            "shutdown: tasks still running past the shutdown timeout; abandoning them (unacknowledged messages are redelivered)"
+        );
+        supervisor.abort_all();
     }
-    info!("stopped");
-    Ok(())
+    // What was heard in the last seconds, if the database still answers
+    // (a stalled one gets a moment past the deadline, no more).
+    let last = deadline.max(tokio::time::Instant::now() + Duration::from_millis(250));
+    match tokio::time::timeout_at(last, store.touch_sensors(&seen.take())).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => warn!(%error, "store: could not record last_seen at shutdown"),
+        Err(_) => warn!("store: could not record last_seen at shutdown: the database did not answer in time"),
+    }
+    match supervisor.failure() {
+        Some(failure) => Err(failure),
+        None => {
+            info!("stopped");
+            Ok(())
+        }
+    }
 }
 
-/// Retries `step` while the database is unreachable; gives up on errors that
-/// retrying cannot fix, or returns `None` if shutdown comes first.
-async fn until_ready<T, F, Fut>(what: &str, shutdown: &CancellationToken, mut step: F) -> Result<Option<T>, IngestError>
+/// Retries `step` while the database is unreachable; stops at once on errors
+/// that retrying cannot fix, naming the option; `None` if shutdown comes first.
+async fn until_ready<T, F, Fut>(
+    what: &str,
+    shutdown: &CancellationToken,
+    metrics: &Metrics,
+    mut step: F,
+) -> Result<Option<T>, IngestError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match step().await {
+        let result = tokio::select! {
+            result = step() => result,
+            _ = shutdown.cancelled() => return Ok(None),
+        };
+        match result {
             Ok(value) => return Ok(Some(value)),
-            Err(error) if error.is_transient() => {
+            Err(error) => {
+                metrics.database_error(error.class());
+                if error.class() != ErrorClass::Transient {
+                    return Err(IngestError::database(error));
+                }
                 warn!(%error, step = what, retry_in_ms = backoff.as_millis() as u64, "store: database not ready");
             }
-            Err(error) => return Err(error.into()),
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -175,47 +229,79 @@ where
     }
 }
 
-async fn refresh_registry(
+/// What the background tasks share. Their work is not on the data path: at
+/// the stop signal they abandon it at once, even mid-query, so a stalled
+/// database cannot hold the shutdown up.
+#[derive(Clone)]
+struct Background {
     store: Arc<Store>,
-    updates: watch::Sender<Arc<citygauge_domain::Registry>>,
-    every: Duration,
+    metrics: Metrics,
     stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.cancelled() => return,
+}
+
+impl Background {
+    /// Runs `call` unless stopping first: `None` when stopping. A failure is
+    /// counted; a fatal one ends the task (and so the daemon).
+    async fn call<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<Option<Result<T, StoreError>>, IngestError> {
+        let result = tokio::select! {
+            result = call => result,
+            _ = self.stop.cancelled() => return Ok(None),
+        };
+        if let Err(error) = &result {
+            self.metrics.database_error(error.class());
+            if error.class() == ErrorClass::Fatal {
+                return Err(IngestError::database(result.err().expect("an error")));
+            }
+            warn!(%error, "store: {what} failed; will retry");
         }
-        match store.load_registry().await {
-            Ok(registry) => {
+        Ok(Some(result))
+    }
+
+    async fn sleep(&self, every: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => true,
+            _ = self.stop.cancelled() => false,
+        }
+    }
+
+    async fn refresh_registry(
+        self,
+        updates: watch::Sender<Arc<citygauge_domain::Registry>>,
+        every: Duration,
+    ) -> Result<(), IngestError> {
+        while self.sleep(every).await {
+            if let Some(Ok(registry)) = self.call("registry refresh", self.store.load_registry()).await? {
                 let _ = updates.send(Arc::new(registry));
             }
-            Err(error) => warn!(%error, "registry: refresh failed; keeping the last one"),
         }
+        Ok(())
     }
-}
 
-async fn maintain(store: Arc<Store>, every: Duration, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.cancelled() => return,
+    /// Full maintenance every `every`; in between, the partitions writes
+    /// found missing, within a second or so.
+    async fn maintain(self, every: Duration) -> Result<(), IngestError> {
+        let mut next_full = tokio::time::Instant::now() + every;
+        while self.sleep(PARTITION_CHECK_INTERVAL.min(every)).await {
+            if tokio::time::Instant::now() >= next_full {
+                next_full = tokio::time::Instant::now() + every;
+                self.call("maintenance", self.store.maintain(chrono::Utc::now())).await?;
+            }
+            if self.store.partitions_wanted() {
+                self.call("making partitions", self.store.make_wanted_partitions()).await?;
+            }
         }
-        if let Err(error) = store.maintain(chrono::Utc::now()).await {
-            warn!(%error, "store: maintenance failed; will retry");
-        }
+        Ok(())
     }
-}
 
-async fn touch_sensors(store: Arc<Store>, seen: Arc<SeenSensors>, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(TOUCH_INTERVAL) => {}
-            _ = stop.cancelled() => return,
+    async fn touch_sensors(self, seen: Arc<SeenSensors>) -> Result<(), IngestError> {
+        while self.sleep(TOUCH_INTERVAL).await {
+            let batch = seen.take();
+            self.call("recording last_seen", self.store.touch_sensors(&batch)).await?;
         }
-        let batch = seen.take();
-        if let Err(error) = store.touch_sensors(&batch).await {
-            warn!(%error, sensors = batch.len(), "store: could not record last_seen");
-        }
+        Ok(())
     }
 }

@@ -1,8 +1,16 @@
-//! Writes batches, up to `writers` at once, retrying transient failures with
-//! backoff until they commit; only then are the batch's messages acknowledged.
-//! A batch the database refuses for its data is split until the refused rows
-//! are found; those are kept in `rejected_messages` (`store_rejected`) so one
-//! bad row cannot stall the stream.
+//! Writes batches, up to `writers` at once. What happens on a failure is
+//! decided by the error's class ([`StoreError::class`]):
+//! - transient: retried with backoff until it commits; only then are the
+//!   batch's messages acknowledged;
+//! - data: the batch is split until the refused items are found (readings,
+//!   counter values, kept rejections and sensor registrations alike); those
+//!   are kept in `rejected_messages` (`store_rejected`), so one bad row can
+//!   neither stall the stream nor be retried for ever;
+//! - fatal: the daemon stops, naming the cause.
+//!
+//! From the stop signal on, a batch is tried only until the shutdown
+//! deadline; one not committed by then stays unacknowledged, for the broker
+//! to redeliver.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,9 +21,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use citygauge_domain::RejectReason;
-use citygauge_store::{Batch, RejectedMessage, Store, StoreError, WriteReport};
+use citygauge_store::{Batch, ErrorClass, RejectedMessage, Store, StoreError, WriteReport};
 use tokio::sync::{mpsc, Semaphore};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, warn};
 
@@ -23,6 +30,8 @@ use crate::acks::AckToken;
 use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::Work;
+use crate::supervise::{Shutdown, Supervisor};
+use crate::IngestError;
 
 /// Sensors heard since the last `last_seen` update, with when we heard them.
 /// "Seen" is the platform's clock, not the sensor's: a sensor with a wrong
@@ -54,10 +63,9 @@ pub(crate) struct Writer {
     pub metrics: Metrics,
     pub health: Arc<Health>,
     pub seen: Arc<SeenSensors>,
-    /// Fires when shutdown begins: from then on a failing batch is retried
-    /// only for `shutdown_timeout`.
-    pub shutdown: CancellationToken,
-    pub shutdown_timeout: Duration,
+    pub shutdown: Arc<Shutdown>,
+    /// Told of a fatal error: the daemon stops.
+    pub supervisor: Arc<Supervisor>,
 }
 
 pub(crate) async fn run_writers(
@@ -65,7 +73,7 @@ pub(crate) async fn run_writers(
     mut batches: mpsc::Receiver<Work>,
     committed: mpsc::Sender<Vec<AckToken>>,
     concurrency: usize,
-) {
+) -> Result<(), IngestError> {
     let slots = Arc::new(Semaphore::new(concurrency));
     let tasks = TaskTracker::new();
     while let Some(work) = batches.recv().await {
@@ -80,43 +88,53 @@ pub(crate) async fn run_writers(
     }
     tasks.close();
     tasks.wait().await;
+    Ok(())
 }
 
 impl Writer {
     /// Writes until committed; returns the acks to release, or `None` when
-    /// shutdown gave up on the batch (its messages stay unacknowledged and
-    /// the broker redelivers them).
+    /// the batch was given up (shutdown deadline, fatal error): its messages
+    /// stay unacknowledged and the broker redelivers them.
     async fn write(&self, work: Work) -> Option<Vec<AckToken>> {
+        // Until stored or given up, this batch counts against readiness.
+        let _writing = self.health.writing();
         let mut backoff = Duration::from_millis(50);
-        let mut shutdown_deadline: Option<Instant> = None;
         let started = Instant::now();
         let report = loop {
-            match write_isolating(&self.store, &work.batch, &self.metrics).await {
+            let result = tokio::select! {
+                result = write_isolating(&self.store, &work.batch, &self.metrics) => result,
+                _ = self.shutdown.expired() => return self.give_up(&work),
+            };
+            match result {
                 Ok(report) => break report,
                 Err(error) => {
-                    self.metrics.database_errors.with_label_values(&["transient"]).inc();
-                    self.health.set_database_ok(false);
-                    warn!(%error, rows = work.rows, retry_in_ms = backoff.as_millis() as u64, "writer: batch not stored, retrying");
-                    if self.shutdown.is_cancelled() {
-                        let deadline = *shutdown_deadline.get_or_insert_with(|| Instant::now() + self.shutdown_timeout);
-                        if Instant::now() >= deadline {
-                            error!(
-                                rows = work.rows,
-                                messages = work.received.len(),
-                                "writer: giving up at shutdown; the broker will redeliver these messages"
-                            );
-                            return None;
-                        }
+                    let class = error.class();
+                    self.metrics.database_error(class);
+                    if class == ErrorClass::Fatal {
+                        self.supervisor.fail("writer", IngestError::database(error).to_string());
+                        return None;
                     }
-                    tokio::time::sleep(backoff).await;
+                    warn!(%error, class = class.as_str(), rows = work.rows, retry_in_ms = backoff.as_millis() as u64, "writer: batch not stored, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.shutdown.expired() => return self.give_up(&work),
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         };
-        self.health.set_database_ok(true);
         self.observe(&work, &report, started);
         self.seen.record(&work.batch, Utc::now());
         Some(work.acks)
+    }
+
+    fn give_up(&self, work: &Work) -> Option<Vec<AckToken>> {
+        error!(
+            rows = work.rows,
+            messages = work.received.len(),
+            "writer: not stored by the shutdown deadline; the broker will redeliver these messages"
+        );
+        None
     }
 
     fn observe(&self, work: &Work, report: &WriteReport, started: Instant) {
@@ -145,21 +163,26 @@ impl Writer {
 type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<WriteReport, StoreError>> + Send + 'a>>;
 
 /// Writes a batch; on a data error, splits it to find and set aside the
-/// rows the database refuses. Transient errors are returned for a retry.
+/// items the database refuses. Returns only transient and fatal errors.
 fn write_isolating<'a>(store: &'a Store, batch: &'a Batch, metrics: &'a Metrics) -> WriteFuture<'a> {
     Box::pin(async move {
         match store.write(batch).await {
-            Err(error) if !error.is_transient() => {
-                metrics.database_errors.with_label_values(&["data"]).inc();
+            Err(error) if error.class() == ErrorClass::Data => {
+                metrics.database_error(ErrorClass::Data);
                 if items(batch) <= 1 {
-                    warn!(%error, "writer: the database refuses a row; keeping it in rejected_messages");
-                    let replacement = Batch {
-                        rejected: vec![as_rejected(batch, &error)],
-                        new_sensors: batch.new_sensors.clone(),
-                        ..Batch::default()
-                    };
+                    warn!(%error, "writer: the database refuses an item; keeping it in rejected_messages");
                     metrics.rejected_messages.with_label_values(&[RejectReason::StoreRejected.as_str()]).inc();
-                    return store.write(&replacement).await;
+                    let replacement = Batch { rejected: vec![as_rejected(batch, &error)], ..Batch::default() };
+                    return match store.write(&replacement).await {
+                        Err(refused) if refused.class() == ErrorClass::Data => {
+                            // Not even as a rejected message: all that is left is
+                            // the log. Retrying would stall the stream for ever.
+                            metrics.database_error(ErrorClass::Data);
+                            error!(%refused, item = ?replacement.rejected[0], "writer: the database refuses this item even in rejected_messages; dropped");
+                            Ok(WriteReport::default())
+                        }
+                        result => result,
+                    };
                 }
                 let (first, second) = split(batch);
                 let mut report = write_isolating(store, &first, metrics).await?;
@@ -171,8 +194,11 @@ fn write_isolating<'a>(store: &'a Store, batch: &'a Batch, metrics: &'a Metrics)
     })
 }
 
+/// The items a batch is split into: rows, kept rejections and sensor
+/// registrations (a registration the database refuses must be isolated as
+/// much as a row, or every half holding it would fail for ever).
 fn items(batch: &Batch) -> usize {
-    batch.readings.len() + batch.counters.len() + batch.rejected.len()
+    batch.readings.len() + batch.counters.len() + batch.rejected.len() + batch.new_sensors.len()
 }
 
 fn split(batch: &Batch) -> (Batch, Batch) {
@@ -183,24 +209,27 @@ fn split(batch: &Batch) -> (Batch, Batch) {
     let (r1, r2) = halves(&batch.readings);
     let (c1, c2) = halves(&batch.counters);
     let (j1, j2) = halves(&batch.rejected);
-    // When only one list has items, `halves` leaves one side empty; move the
-    // odd item across so both halves are smaller than the whole.
-    let first = Batch { readings: r1, counters: c1, rejected: j1, new_sensors: batch.new_sensors.clone() };
-    let second = Batch { readings: r2, counters: c2, rejected: j2, new_sensors: Vec::new() };
+    let (n1, n2) = halves(&batch.new_sensors);
+    let first = Batch { readings: r1, counters: c1, rejected: j1, new_sensors: n1 };
+    let second = Batch { readings: r2, counters: c2, rejected: j2, new_sensors: n2 };
+    // When each list has at most one item, `halves` leaves the first side
+    // empty; move one item across so both halves are smaller than the whole.
     if items(&first) == 0 {
-        return split_single_list(second, batch.new_sensors.clone());
+        return split_off_one(second);
     }
     (first, second)
 }
 
-fn split_single_list(mut batch: Batch, new_sensors: Vec<citygauge_domain::NewSensor>) -> (Batch, Batch) {
-    let mut first = Batch { new_sensors, ..Batch::default() };
+fn split_off_one(mut batch: Batch) -> (Batch, Batch) {
+    let mut first = Batch::default();
     if let Some(r) = batch.readings.pop() {
         first.readings.push(r);
     } else if let Some(c) = batch.counters.pop() {
         first.counters.push(c);
     } else if let Some(j) = batch.rejected.pop() {
         first.rejected.push(j);
+    } else if let Some(n) = batch.new_sensors.pop() {
+        first.new_sensors.push(n);
     }
     (first, batch)
 }
@@ -213,6 +242,8 @@ fn as_rejected(batch: &Batch, error: &StoreError) -> RejectedMessage {
         (format!("citygauge/store/rain-counter/{}", c.sensor_id), format!("{c:?}"))
     } else if let Some(j) = batch.rejected.first() {
         (j.topic.clone(), String::from_utf8_lossy(&j.payload).into_owned())
+    } else if let Some(n) = batch.new_sensors.first() {
+        (format!("citygauge/store/sensor/{}", n.id), format!("{n:?}"))
     } else {
         ("citygauge/store".into(), String::new())
     };
@@ -223,6 +254,71 @@ fn as_rejected(batch: &Batch, error: &StoreError) -> RejectedMessage {
         payload_bytes: payload.len(),
         payload,
         reason: RejectReason::StoreRejected,
-        detail: format!("the database refused this row: {error}"),
+        detail: if batch.new_sensors.is_empty() {
+            format!("the database refused this row: {error}")
+        } else {
+            format!("the database refused to register this sensor as pending: {error}")
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citygauge_domain::{Kind, NewSensor, Quality, Reading, Values};
+    use proptest::prelude::*;
+
+    fn batch(readings: usize, new_sensors: usize) -> Batch {
+        let ts = Utc::now();
+        Batch {
+            readings: (0..readings)
+                .map(|i| Reading {
+                    sensor_id: format!("s{i}"),
+                    ts,
+                    values: Values::WaterLevel { level_m: 1.0 },
+                    quality: Quality::default(),
+                })
+                .collect(),
+            new_sensors: (0..new_sensors)
+                .map(|i| NewSensor { id: format!("n{i}"), kind: Kind::WaterLevel, dev_eui: None, device_profile: None })
+                .collect(),
+            ..Batch::default()
+        }
+    }
+
+    /// Splitting ends in single items, registrations included: the one the
+    /// database refuses is found, however the batch is made up.
+    fn singles(batch: Batch, out: &mut Vec<Batch>) {
+        if items(&batch) <= 1 {
+            out.push(batch);
+            return;
+        }
+        let (first, second) = split(&batch);
+        assert!(items(&first) < items(&batch) && items(&second) < items(&batch));
+        assert_eq!(items(&first) + items(&second), items(&batch));
+        singles(first, out);
+        singles(second, out);
+    }
+
+    #[test]
+    fn a_registration_is_isolated_like_a_row() {
+        let mut out = Vec::new();
+        singles(batch(1, 1), &mut out);
+        assert_eq!(out.len(), 2);
+        let registration = out.iter().find(|b| !b.new_sensors.is_empty()).expect("alone");
+        assert!(registration.readings.is_empty());
+        let kept = as_rejected(registration, &StoreError::Config("refused".into()));
+        assert_eq!(kept.topic, "citygauge/store/sensor/n0");
+        assert!(kept.detail.contains("register"), "{}", kept.detail);
+    }
+
+    proptest! {
+        #[test]
+        fn splitting_always_reaches_single_items(readings in 0usize..40, new_sensors in 0usize..40) {
+            let mut out = Vec::new();
+            singles(batch(readings, new_sensors), &mut out);
+            prop_assert_eq!(out.len(), (readings + new_sensors).max(1));
+            prop_assert_eq!(out.iter().map(|b| b.new_sensors.len()).sum::<usize>(), new_sensors);
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! set of cache names; never a sensor id or a raw path.
 
 use prometheus::{
-    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 #[derive(Debug, Clone)]
@@ -15,6 +15,13 @@ pub struct Metrics {
     pub sse_clients: IntGauge,
     pub sse_dropped_clients: IntCounter,
     pub change_events: IntCounter,
+    /// Alert decisions stored by the evaluator, by change (`raised`, `escalated`...).
+    pub alert_decisions: IntCounterVec,
+    /// From the change-stream notification (just after the reading's commit)
+    /// to the commit of the decision it caused.
+    pub alert_evaluation_latency: Histogram,
+    /// 1 while this replica evaluates (holds the lease and has warmed up).
+    pub alert_leader: IntGauge,
 }
 
 /// The `kind` label values of `citygauge_query_cache_hits_total`.
@@ -47,8 +54,27 @@ impl Metrics {
         let change_events =
             IntCounter::new("citygauge_query_change_events_total", "Readings received through the change stream.")
                 .expect("valid metric");
+        let alert_decisions = IntCounterVec::new(
+            Opts::new("citygauge_alerts_decisions_total", "Alert decisions stored by the evaluator, by change."),
+            &["change"],
+        )
+        .expect("valid metric");
+        let alert_evaluation_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "citygauge_alerts_evaluation_latency_seconds",
+                "From a reading's change-stream notification to the commit of the alert decision it caused.",
+            )
+            .buckets(exponential_buckets(0.000_5, 2.0, 16).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        let alert_leader =
+            IntGauge::new("citygauge_alerts_leader", "1 while this replica evaluates (lease held, engine warm).")
+                .expect("valid metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(alert_decisions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(alert_evaluation_latency.clone()),
+            Box::new(alert_leader.clone()),
+            Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(cache_hits.clone()),
             Box::new(sse_clients.clone()),
@@ -60,7 +86,18 @@ impl Metrics {
         for kind in CACHE_KINDS {
             cache_hits.with_label_values(&[kind]);
         }
-        Metrics { registry, requests, request_duration, cache_hits, sse_clients, sse_dropped_clients, change_events }
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            cache_hits,
+            sse_clients,
+            sse_dropped_clients,
+            change_events,
+            alert_decisions,
+            alert_evaluation_latency,
+            alert_leader,
+        }
     }
 
     pub fn hit(&self, kind: &'static str) {

@@ -26,7 +26,7 @@ use crate::ErrorBody;
 #[openapi(
     info(
         title = "citygauge query API",
-        description = "The city's sensors, their latest readings, district and city summaries, series, map layers and a live stream. Errors are `{code, message, parameter?}`."
+        description = "The city's sensors, their latest readings, district and city summaries, series, map layers, a live stream, and alerts (CAP 1.2, Atom). Alert actions need `Authorization: Bearer <token>` (`citygauge alerts token create`). Errors are `{code, message, parameter?, field?}`."
     ),
     paths(
         crate::sensors_api::list_handler,
@@ -60,10 +60,12 @@ use crate::ErrorBody;
 )]
 struct ApiDoc;
 
-/// The document, with the series routes merged in.
+/// The document, with the series and alert routes merged in.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::series_api::openapi());
+    doc.merge(crate::alerts_api::openapi());
+    doc.merge(crate::alerts_api::subscriptions::openapi());
     doc
 }
 

@@ -157,13 +157,21 @@ impl Service {
                 database: listen_config.clone(),
                 config: state.alerting.clone(),
                 timezone: state.timezone,
+                metrics: metrics.clone(),
             };
             let stop = background.clone();
             supervise(&state, "alert_evaluator", crate::alerting::evaluator::run(evaluator, stop), &background);
-            let (db, config, stop) = (pool.clone(), state.alerting.clone(), background.clone());
-            supervise(&state, "webhook_delivery", crate::alerting::delivery::run(db, config, stop), &background);
-            let (db, config, stop) = (pool.clone(), state.alerting.clone(), background.clone());
-            supervise(&state, "alert_mqtt", crate::alerting::mqtt::run(db, config, stop), &background);
+            let (db, listen, config, stop) =
+                (pool.clone(), listen_config.clone(), state.alerting.clone(), background.clone());
+            supervise(
+                &state,
+                "webhook_delivery",
+                crate::alerting::delivery::run(db, listen, config, stop),
+                &background,
+            );
+            let (db, listen, config, stop) =
+                (pool.clone(), listen_config.clone(), state.alerting.clone(), background.clone());
+            supervise(&state, "alert_mqtt", crate::alerting::mqtt::run(db, listen, config, stop), &background);
         }
         let registry_changed = Arc::new(Notify::new());
         let listener = Listener {
@@ -382,9 +390,17 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Runs the service on `listener` until `shutdown`, then stops in order.
-pub async fn run(config: QueryConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), QueryError> {
-    let service = Service::start(config).await?;
+pub async fn run(
+    mut config: QueryConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), QueryError> {
     let addr = listener.local_addr()?;
+    // Links in CAP documents, the Atom feed and webhook bodies are absolute.
+    if config.alerting.alerts_public_url.is_none() {
+        config.alerting.alerts_public_url = Some(format!("http://{addr}"));
+    }
+    let service = Service::start(config).await?;
     let app = service.router();
     service.state.health.listening.store(true, Ordering::SeqCst);
     info!(%addr, "query: serving the API, the stream and the control room");

@@ -14,7 +14,7 @@ pub mod rollups;
 mod store;
 pub mod writer;
 
-pub use error::StoreError;
+pub use error::{class_of, ErrorClass, StoreError};
 pub use migrate::{Backend, BackendPreference, MIGRATIONS};
 pub use store::{Store, StoreConfig};
 pub use writer::{Batch, RejectedMessage, WriteReport};

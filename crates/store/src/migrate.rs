@@ -105,6 +105,10 @@ pub fn latest_version() -> i32 {
 /// Applies pending migrations; a no-op on an up-to-date database.
 pub async fn migrate(client: &mut Client, preference: BackendPreference) -> Result<MigrationReport, StoreError> {
     let tx = client.transaction().await?;
+    // A migration cut off by the daemon's statement_timeout would roll back
+    // and be retried from scratch forever; its lock waits stay bounded by
+    // lock_timeout (another daemon migrating: retried after a backoff).
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -7,13 +7,33 @@
 //! partition and attaching a new table, so a day that first received stray rows
 //! can still get its partition later.
 
+//!
+//! DDL here needs strong locks (ATTACH takes an ACCESS EXCLUSIVE lock on the
+//! default partition, DROP one on the parent), and while it waits for them
+//! every writer that comes after it queues behind it. So each DDL
+//! transaction waits at most its own `lock_timeout` and fails with a
+//! transient error (55P03) for its caller to retry later; writers are never
+//! held up by it for longer than that.
+
 use std::collections::BTreeSet;
+use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 use tracing::info;
 
 use crate::StoreError;
+
+/// How long partition DDL waits for its locks unless told otherwise.
+pub const DEFAULT_DDL_LOCK_TIMEOUT: StdDuration = StdDuration::from_secs(1);
+
+/// Bounds the current transaction's lock waits (at least 1 ms: 0 would mean
+/// waiting forever).
+async fn bound_lock_wait(tx: &Transaction<'_>, lock_timeout: StdDuration) -> Result<(), StoreError> {
+    let ms = lock_timeout.as_millis().clamp(1, i32::MAX as u128);
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = {ms}")).await?;
+    Ok(())
+}
 
 /// The partition of `table` that holds `day`.
 pub fn partition_name(table: &str, day: NaiveDate) -> String {
@@ -46,10 +66,22 @@ pub async fn existing_days(client: &Client, table: &str) -> Result<BTreeSet<Naiv
 /// Creates the partitions of `table` for `days` that do not exist yet;
 /// returns how many it created. Safe against concurrent callers.
 pub async fn ensure_days(client: &mut Client, table: &str, days: &BTreeSet<NaiveDate>) -> Result<usize, StoreError> {
+    ensure_days_within(client, table, days, DEFAULT_DDL_LOCK_TIMEOUT).await
+}
+
+/// [`ensure_days`], each day's DDL waiting at most `lock_timeout` for its
+/// locks; days made before a timeout stay made.
+pub async fn ensure_days_within(
+    client: &mut Client,
+    table: &str,
+    days: &BTreeSet<NaiveDate>,
+    lock_timeout: StdDuration,
+) -> Result<usize, StoreError> {
     let existing = existing_days(client, table).await?;
     let mut created = 0;
     for &day in days.iter().filter(|d| !existing.contains(d)) {
         let tx = client.transaction().await?;
+        bound_lock_wait(&tx, lock_timeout).await?;
         tx.execute("SELECT pg_advisory_xact_lock(hashtext('citygauge.partitions.' || $1))", &[&table]).await?;
         let name = partition_name(table, day);
         let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await?.get(0);
@@ -82,12 +114,28 @@ pub async fn drop_expired(
     keep: Duration,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, StoreError> {
+    drop_expired_within(client, table, keep, now, DEFAULT_DDL_LOCK_TIMEOUT).await
+}
+
+/// [`drop_expired`], each DROP waiting at most `lock_timeout` for its locks.
+/// (`DETACH ... CONCURRENTLY` would avoid the parent's ACCESS EXCLUSIVE lock
+/// but is refused on a table with a default partition.)
+pub async fn drop_expired_within(
+    client: &mut Client,
+    table: &str,
+    keep: Duration,
+    now: DateTime<Utc>,
+    lock_timeout: StdDuration,
+) -> Result<Vec<String>, StoreError> {
     let cutoff = now - keep;
     let mut dropped = Vec::new();
     for day in existing_days(client, table).await? {
         if day_start(day + Duration::days(1)) <= cutoff {
             let name = partition_name(table, day);
-            client.batch_execute(&format!("DROP TABLE IF EXISTS {name}")).await?;
+            let tx = client.transaction().await?;
+            bound_lock_wait(&tx, lock_timeout).await?;
+            tx.batch_execute(&format!("DROP TABLE IF EXISTS {name}")).await?;
+            tx.commit().await?;
             dropped.push(name);
         }
     }

@@ -30,6 +30,13 @@ pub struct StoreConfig {
     pub retention: HashMap<Kind, Duration>,
     /// How long to wait for a connection before reporting the database down.
     pub connect_timeout: StdDuration,
+    /// `statement_timeout` of every connection (`None`: the server's).
+    pub statement_timeout: Option<StdDuration>,
+    /// `lock_timeout` of every connection (`None`: the server's).
+    pub lock_timeout: Option<StdDuration>,
+    /// How long partition DDL waits for its locks before giving up until
+    /// the next try (see [`partitions`]).
+    pub ddl_lock_timeout: StdDuration,
 }
 
 impl StoreConfig {
@@ -41,6 +48,9 @@ impl StoreConfig {
             partition_premake_days: 7,
             retention: HashMap::new(),
             connect_timeout: StdDuration::from_secs(5),
+            statement_timeout: None,
+            lock_timeout: None,
+            ddl_lock_timeout: partitions::DEFAULT_DDL_LOCK_TIMEOUT,
         }
     }
 }
@@ -53,6 +63,8 @@ pub struct Store {
     backend: Mutex<Option<Backend>>,
     /// Day partitions known to exist, per table (native backend only).
     partitions: Mutex<HashMap<&'static str, BTreeSet<NaiveDate>>>,
+    /// Day partitions writes found missing, for [`Store::make_wanted_partitions`].
+    wanted: Mutex<HashMap<&'static str, BTreeSet<NaiveDate>>>,
 }
 
 impl Store {
@@ -73,6 +85,21 @@ impl Store {
         if pg.get_application_name().is_none() {
             pg.application_name("citygauge");
         }
+        // Set at connection start, so they hold on every connection of the
+        // pool, whatever runs on it: a statement or lock wait that would
+        // hang becomes an error that is retried and seen.
+        let settings: Vec<String> =
+            [("statement_timeout", config.statement_timeout), ("lock_timeout", config.lock_timeout)]
+                .into_iter()
+                .filter_map(|(name, value)| value.map(|v| format!("-c {name}={}", v.as_millis())))
+                .collect();
+        if !settings.is_empty() {
+            let options = match pg.get_options() {
+                Some(given) if !given.trim().is_empty() => format!("{given} {}", settings.join(" ")),
+                _ => settings.join(" "),
+            };
+            pg.options(options);
+        }
         let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let timeouts = Timeouts {
             wait: Some(config.connect_timeout),
@@ -85,7 +112,13 @@ impl Store {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
-        Ok(Store { pool, config, backend: Mutex::new(None), partitions: Mutex::new(HashMap::new()) })
+        Ok(Store {
+            pool,
+            config,
+            backend: Mutex::new(None),
+            partitions: Mutex::new(HashMap::new()),
+            wanted: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -116,52 +149,93 @@ impl Store {
         Ok(backend)
     }
 
-    /// Stores a batch atomically; see [`writer`].
+    /// Stores a batch atomically; see [`writer`]. Never runs DDL: rows of a
+    /// day without its partition go to the default partition, and the day is
+    /// noted for [`Store::make_wanted_partitions`], off the write path.
     pub async fn write(&self, batch: &Batch) -> Result<WriteReport, StoreError> {
-        if self.backend().await? == Backend::Native {
-            self.ensure_partitions_for(batch).await?;
+        let backend = self.backend().await?;
+        if backend == Backend::Native {
+            self.note_missing_partitions(batch);
         }
         let mut client = self.pool.get().await?;
-        writer::write(&mut client, batch, self.backend().await? == Backend::TimescaleDb).await
+        let result = writer::write(&mut client, batch, backend == Backend::TimescaleDb).await;
+        if result.is_err() {
+            // A COPY refused before it starts (a lock or statement timeout)
+            // leaves tokio-postgres one ReadyForQuery out of step
+            // (rust-postgres#789): the connection's next statement would
+            // fail with "unexpected message". Never reuse it after an error.
+            drop(deadpool_postgres::Object::take(client));
+        }
+        result
     }
 
-    /// Makes the day partitions a batch needs, within the window that
-    /// partitions are kept for; rows outside it go to the default partition.
-    async fn ensure_partitions_for(&self, batch: &Batch) -> Result<(), StoreError> {
+    /// Notes the day partitions a batch would need, within the window that
+    /// partitions are kept for; rows outside it stay in the default partition.
+    fn note_missing_partitions(&self, batch: &Batch) {
         let today = Utc::now().date_naive();
         let newest = today + Duration::days(i64::from(self.config.partition_premake_days));
-        let mut needed: HashMap<&'static str, BTreeSet<NaiveDate>> = HashMap::new();
-        {
-            let known = lock(&self.partitions);
-            let rows = batch
-                .readings
-                .iter()
-                .map(|r| (r.kind(), r.ts))
-                .chain(batch.counters.iter().map(|c| (Kind::Rainfall, c.ts)));
-            for (kind, ts) in rows {
-                let day = ts.date_naive();
-                let oldest = self.oldest_kept_day(kind, today);
-                if day < oldest || day > newest {
-                    continue;
-                }
-                let table = kind.as_str();
-                if !known.get(table).is_some_and(|days| days.contains(&day)) {
-                    needed.entry(table).or_default().insert(day);
-                }
+        let known = lock(&self.partitions);
+        let rows = batch
+            .readings
+            .iter()
+            .map(|r| (r.kind(), r.ts))
+            .chain(batch.counters.iter().map(|c| (Kind::Rainfall, c.ts)));
+        let mut wanted: Option<std::sync::MutexGuard<'_, _>> = None;
+        for (kind, ts) in rows {
+            let day = ts.date_naive();
+            if day < self.oldest_kept_day(kind, today) || day > newest {
+                continue;
+            }
+            let table = kind.as_str();
+            if !known.get(table).is_some_and(|days| days.contains(&day)) {
+                let wanted = wanted.get_or_insert_with(|| lock(&self.wanted));
+                wanted.entry(table).or_insert_with(BTreeSet::new).insert(day);
             }
         }
-        if needed.is_empty() {
-            return Ok(());
+    }
+
+    /// Whether writes found day partitions missing.
+    pub fn partitions_wanted(&self) -> bool {
+        lock(&self.wanted).values().any(|days| !days.is_empty())
+    }
+
+    /// Makes the day partitions writes found missing (moving their rows out
+    /// of the default partition); returns how many it made. Each DDL waits at
+    /// most `ddl_lock_timeout` for its locks: on a timeout the days stay
+    /// wanted for the next call.
+    pub async fn make_wanted_partitions(&self) -> Result<usize, StoreError> {
+        let wanted = std::mem::take(&mut *lock(&self.wanted));
+        if wanted.is_empty() {
+            return Ok(0);
         }
-        let mut client = self.pool.get().await?;
-        for (table, days) in needed {
-            match partitions::ensure_days(&mut client, table, &days).await {
-                Ok(_) => lock(&self.partitions).entry(table).or_default().extend(days),
-                Err(StoreError::Postgres(e)) => return Err(StoreError::Partition(e)),
-                Err(e) => return Err(e),
+        let mut made = 0;
+        let mut result = Ok(());
+        let mut pending = wanted.into_iter();
+        match self.pool.get().await {
+            Ok(mut client) => {
+                for (table, days) in pending.by_ref() {
+                    match partitions::ensure_days_within(&mut client, table, &days, self.config.ddl_lock_timeout).await
+                    {
+                        Ok(n) => {
+                            made += n;
+                            lock(&self.partitions).entry(table).or_default().extend(days);
+                        }
+                        Err(e) => {
+                            lock(&self.wanted).entry(table).or_default().extend(days);
+                            result = Err(as_partition_error(e));
+                            break;
+                        }
+                    }
+                }
             }
+            Err(e) => result = Err(e.into()),
         }
-        Ok(())
+        // What was not tried stays wanted.
+        let mut still = lock(&self.wanted);
+        for (table, days) in pending {
+            still.entry(table).or_default().extend(days);
+        }
+        result.map(|()| made)
     }
 
     fn oldest_kept_day(&self, kind: Kind, today: NaiveDate) -> NaiveDate {
@@ -182,11 +256,16 @@ impl Store {
                     today - Duration::days(1),
                     today + Duration::days(i64::from(self.config.partition_premake_days)),
                 );
+                let lock_timeout = self.config.ddl_lock_timeout;
                 for kind in Kind::ALL {
                     let table = kind.as_str();
-                    partitions::ensure_days(&mut client, table, &ahead).await?;
+                    partitions::ensure_days_within(&mut client, table, &ahead, lock_timeout)
+                        .await
+                        .map_err(as_partition_error)?;
                     if let Some(keep) = self.config.retention.get(&kind) {
-                        partitions::drop_expired(&mut client, table, *keep, now).await?;
+                        partitions::drop_expired_within(&mut client, table, *keep, now, lock_timeout)
+                            .await
+                            .map_err(as_partition_error)?;
                         // Minute rollups go with the raw rows they summarise;
                         // hour and day rollups are kept.
                         rollups::expire_minutes(&client, kind, now - *keep).await?;
@@ -275,6 +354,15 @@ async fn set_timescale_retention(
             .await?;
     }
     Ok(())
+}
+
+/// DDL failures are the DDL's, never the rows': retried later (see
+/// [`StoreError::Partition`]).
+fn as_partition_error(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Postgres(e) => StoreError::Partition(e),
+        other => other,
+    }
 }
 
 /// A poisoned lock only means another task panicked mid-update of a cache;

@@ -104,11 +104,18 @@ async fn native_partitions(db: &citygauge_testkit::TestDatabase, store: &Store) 
     let old = Utc::now() - Duration::days(500);
     store.write(&Batch { readings: vec![level("s1", old, 1.0)], ..Batch::default() }).await?;
     assert_eq!(db.count("SELECT count(*) FROM water_level_default").await?, 1);
-    // Backfill 20 days ago: its day partition is created before the COPY.
+    // Backfill 20 days ago: the write makes no DDL (it would queue writers
+    // behind its locks); the row waits in the default partition until the
+    // wanted day's partition is made, off the write path.
     let backfill = Utc::now() - Duration::days(20);
     store.write(&Batch { readings: vec![level("s1", backfill, 1.0)], ..Batch::default() }).await?;
     let day = partitions::partition_name("water_level", backfill.date_naive());
+    assert_eq!(db.count("SELECT count(*) FROM water_level_default").await?, 2);
+    assert!(store.partitions_wanted());
+    assert_eq!(store.make_wanted_partitions().await?, 1);
+    assert!(!store.partitions_wanted());
     assert_eq!(db.count(&format!("SELECT count(*) FROM {day}")).await?, 1);
+    assert_eq!(db.count("SELECT count(*) FROM water_level_default").await?, 1);
 
     // Making the old day's partition moves its row out of the default one.
     let mut client = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.map(|(c, conn)| {
@@ -220,5 +227,105 @@ async fn a_database_error_names_the_servers_reason() -> anyhow::Result<()> {
     let error = client.batch_execute("SELECT * FROM no_such_table").await.unwrap_err();
     let shown = citygauge_store::StoreError::Postgres(error).to_string();
     assert!(shown.contains("42P01") && shown.contains("no_such_table"), "{shown}");
+    Ok(())
+}
+
+/// A plain connection of the test's own, beside the store's pool.
+async fn raw_client(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+#[tokio::test]
+async fn every_connection_bounds_its_statements_and_lock_waits() -> anyhow::Result<()> {
+    let db = database().await?;
+    let mut config = StoreConfig::new(&db.url);
+    config.statement_timeout = Some(std::time::Duration::from_millis(700));
+    config.lock_timeout = Some(std::time::Duration::from_millis(300));
+    let store = Store::new(config)?;
+    let client = store.client().await?;
+    let shown: String = client.query_one("SHOW statement_timeout", &[]).await?.get(0);
+    assert_eq!(shown, "700ms");
+    let shown: String = client.query_one("SHOW lock_timeout", &[]).await?.get(0);
+    assert_eq!(shown, "300ms");
+    let slow = StoreError::Postgres(client.batch_execute("SELECT pg_sleep(10)").await.unwrap_err());
+    assert_eq!(
+        (slow.sqlstate().map(|c| c.code()), slow.class()),
+        (Some("57014"), citygauge_store::ErrorClass::Transient)
+    );
+    drop(client);
+
+    // A write behind a lock that is never released fails, transiently, in
+    // about lock_timeout; without it the write would wait for ever.
+    let mut holder = raw_client(&db.url).await?;
+    let held = holder.transaction().await?;
+    held.batch_execute("LOCK TABLE water_level IN ACCESS EXCLUSIVE MODE").await?;
+    let started = std::time::Instant::now();
+    let batch = Batch { readings: vec![level("s1", hour_ago(), 1.0)], ..Batch::default() };
+    let error = tokio::time::timeout(std::time::Duration::from_secs(10), store.write(&batch))
+        .await
+        .expect("the write waits at most lock_timeout")
+        .unwrap_err();
+    assert_eq!(error.sqlstate().map(|c| c.code()), Some("55P03"), "{error}");
+    assert!(error.is_transient());
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+    held.rollback().await?;
+    store.write(&Batch { readings: vec![level("s1", hour_ago(), 1.0)], ..Batch::default() }).await?;
+    Ok(())
+}
+
+/// Partition DDL needs an ACCESS EXCLUSIVE lock on the default partition;
+/// while it waits for it, writers into that partition queue behind it. It
+/// gives up after its own lock_timeout (and is retried later), so they wait
+/// that long at most.
+#[tokio::test]
+async fn partition_ddl_never_holds_writers_up_for_long() -> anyhow::Result<()> {
+    let db = database().await?;
+    let mut config = StoreConfig::new(&db.url);
+    config.ddl_lock_timeout = std::time::Duration::from_millis(1_500);
+    let store = std::sync::Arc::new(Store::new(config)?);
+    if store.backend().await? != Backend::Native {
+        return Ok(());
+    }
+    let backfill = Utc::now() - Duration::days(20);
+    store.write(&Batch { readings: vec![level("s1", backfill, 1.0)], ..Batch::default() }).await?;
+    assert!(store.partitions_wanted());
+
+    // A long transaction writing into the default partition (a slow backfill).
+    let mut holder = raw_client(&db.url).await?;
+    let held = holder.transaction().await?;
+    held.batch_execute("LOCK TABLE water_level_default IN ROW EXCLUSIVE MODE").await?;
+
+    let ddl = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let started = std::time::Instant::now();
+            (store.make_wanted_partitions().await, started.elapsed())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Another backfilled day, into the default partition: queued behind the
+    // DDL's lock request until the DDL gives up.
+    let started = std::time::Instant::now();
+    let other_day = Utc::now() - Duration::days(21);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        store.write(&Batch { readings: vec![level("s1", other_day, 1.0)], ..Batch::default() }),
+    )
+    .await
+    .expect("the writer is not held up indefinitely")?;
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "{:?}", started.elapsed());
+
+    let (made, waited) = ddl.await?;
+    let error = made.unwrap_err();
+    assert!(error.is_transient() && matches!(error, StoreError::Partition(_)), "{error}");
+    assert!(waited < std::time::Duration::from_secs(4), "{waited:?}");
+    assert!(store.partitions_wanted(), "the day is tried again later");
+
+    held.commit().await?;
+    assert_eq!(store.make_wanted_partitions().await?, 2);
+    assert_eq!(db.count("SELECT count(*) FROM water_level_default").await?, 0);
+    assert_eq!(db.count("SELECT count(*) FROM water_level").await?, 2);
     Ok(())
 }

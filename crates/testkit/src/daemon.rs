@@ -40,6 +40,9 @@ pub fn ingest_config(
         "1",
         "--shutdown-timeout-s",
         "5",
+        // Tests stop the database for seconds, not minutes.
+        "--not-ready-after-write-failures-s",
+        "1",
     ];
     argv.extend_from_slice(extra);
     Ok(Args::try_parse_from(argv).context("test daemon configuration")?.ingest)

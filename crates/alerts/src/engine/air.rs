@@ -89,6 +89,12 @@ impl Air {
             suppress(station, sensor, rules, reading, median, &by, out);
             return;
         }
+        // A redelivered or late reading would count twice in the averages
+        // (or out of order) and confirm a grade twice: the averages move
+        // with the station's clock only.
+        if station.readings.back().is_some_and(|r| r.ts >= obs.ts) {
+            return;
+        }
         let cutoff = obs.ts - Duration::hours(LONG_HOURS as i64);
         while station.readings.front().is_some_and(|r| r.ts <= cutoff) {
             station.readings.pop_front();

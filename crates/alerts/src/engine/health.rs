@@ -18,7 +18,7 @@
 
 mod checks;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 use citygauge_domain::Kind;
@@ -97,6 +97,12 @@ pub struct Health {
     started: Option<DateTime<Utc>>,
     sensors: BTreeMap<String, SensorHealth>,
     rain: BTreeMap<String, checks::RainLog>,
+    /// The sensors watched for silence, in id order: built from the
+    /// registry once (not on every tick: a city has 100,000+ lamps that are
+    /// not watched) and again after [`Health::registry_changed`].
+    watched: Option<Vec<String>>,
+    /// Sensors with a spike pending or open: the only ones a tick must revisit.
+    spiking: BTreeSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +140,11 @@ impl Health {
         Some(AlertKey::sensor(rule, sensor_id))
     }
 
+    /// The registry or the rules changed: the watch list is rebuilt at the next tick.
+    pub fn registry_changed(&mut self) {
+        self.watched = None;
+    }
+
     pub fn observe(&mut self, cx: &Context<'_>, obs: &Observation, out: &mut Vec<Assessment>) {
         self.started.get_or_insert(obs.ts);
         let Some(sensor) = cx.sensor(&obs.sensor_id) else { return };
@@ -141,7 +152,11 @@ impl Health {
         if !rules.enabled {
             return;
         }
-        let s = self.sensors.entry(sensor.id.clone()).or_default();
+        // Looked up before inserting: no allocation per reading of a known sensor.
+        if !self.sensors.contains_key(&sensor.id) {
+            self.sensors.insert(sensor.id.clone(), SensorHealth::default());
+        }
+        let Some(s) = self.sensors.get_mut(&sensor.id) else { return };
         let previous = s.last_seen;
         s.last_seen = Some(previous.map_or(obs.ts, |p| p.max(obs.ts)));
         if s.silent {
@@ -178,6 +193,14 @@ impl Health {
                 s.spike_suspect = true;
             }
             spike_step(s, sensor, obs.ts, &rules.spike, spike, out);
+            let spiking = s.spike_suspect || s.spike.grade > 0;
+            if spiking != self.spiking.contains(&sensor.id) {
+                if spiking {
+                    self.spiking.insert(sensor.id.clone());
+                } else {
+                    self.spiking.remove(&sensor.id);
+                }
+            }
         }
         if rules.flatline.enabled && obs.is_good() {
             let (column, epsilon) = match obs.kind {
@@ -220,18 +243,26 @@ impl Health {
     pub fn tick(&mut self, cx: &Context<'_>, now: DateTime<Utc>, out: &mut Vec<Assessment>) {
         let started = *self.started.get_or_insert(now);
         // Silence, in id order for a deterministic output.
-        let mut watched: Vec<&Sensor> = cx
-            .sensors
-            .values()
-            .filter(|s| {
-                let rules = &cx.rules_for(&s.id).health;
-                rules.enabled && s.kind.is_some_and(|k| rules.silent_kinds.iter().any(|x| x == k.as_str()))
-            })
-            .collect();
-        watched.sort_by(|a, b| a.id.cmp(&b.id));
-        for sensor in watched {
+        let watched = self.watched.get_or_insert_with(|| {
+            let mut ids: Vec<String> = cx
+                .sensors
+                .values()
+                .filter(|s| {
+                    let rules = &cx.rules_for(&s.id).health;
+                    rules.enabled && s.kind.is_some_and(|k| rules.silent_kinds.iter().any(|x| x == k.as_str()))
+                })
+                .map(|s| s.id.clone())
+                .collect();
+            ids.sort();
+            ids
+        });
+        for id in watched.iter() {
+            let Some(sensor) = cx.sensor(id) else { continue };
             let rules = &cx.rules_for(&sensor.id).health;
-            let s = self.sensors.entry(sensor.id.clone()).or_default();
+            if !self.sensors.contains_key(id) {
+                self.sensors.insert(id.clone(), SensorHealth::default());
+            }
+            let Some(s) = self.sensors.get_mut(id) else { continue };
             let interval = expected_interval(sensor, rules);
             let limit = ((interval as f64 * rules.silent_factor) as i64).max(rules.silent_min_s);
             let last = s.last_seen.unwrap_or(started);
@@ -248,12 +279,13 @@ impl Health {
             }
         }
         // Spikes go quiet.
-        for (id, s) in &mut self.sensors {
-            if !(s.spike_suspect || s.spike.grade > 0) {
-                continue;
+        let spiking = std::mem::take(&mut self.spiking);
+        for id in spiking {
+            let (Some(s), Some(sensor)) = (self.sensors.get_mut(&id), cx.sensor(&id)) else { continue };
+            spike_step(s, sensor, now, &cx.rules_for(&id).health.spike, None, out);
+            if s.spike_suspect || s.spike.grade > 0 {
+                self.spiking.insert(id);
             }
-            let (Some(sensor), rules) = (cx.sensor(id), &cx.rules_for(id).health) else { continue };
-            spike_step(s, sensor, now, &rules.spike, None, out);
         }
         // Rain gauges dry in a wet district.
         let flat_rules = &cx.rules.health.flatline;

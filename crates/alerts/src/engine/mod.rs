@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use citygauge_domain::Kind;
 
 use crate::model::{
     AlertKey, AlertState, Area, Certainty, Change, Decision, Observation, RuleId, Sensor, Severity, Urgency,
@@ -47,6 +48,15 @@ impl Input {
         match self {
             Input::Reading(o) => o.ts,
             Input::Tick(t) => *t,
+        }
+    }
+
+    /// The time this input may move the engine's clock to: `None` for a
+    /// reading whose time ingest distrusts (see [`Observation::time_trusted`]).
+    pub fn clock(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Input::Reading(o) if !o.time_trusted() => None,
+            other => Some(other.at()),
         }
     }
 }
@@ -110,7 +120,10 @@ pub struct Silence {
 #[derive(Debug)]
 pub struct Engine {
     rules: RuleSet,
+    /// Rules after overrides, for the sensors that have any.
     effective: HashMap<String, Arc<RuleSet>>,
+    /// Merged rules by list of applicable overrides ([`RuleSet::overrides_for`]).
+    merged: HashMap<Vec<usize>, Option<Arc<RuleSet>>>,
     sensors: HashMap<String, Sensor>,
     silences: Vec<Silence>,
     health: health::Health,
@@ -125,6 +138,11 @@ pub struct Engine {
     /// Alerts an operator resolved while the condition held, by the grade
     /// they had: not raised again until the condition clears or goes higher.
     muted: BTreeMap<AlertKey, u8>,
+    /// Alerts whose condition arose during a silence: raised when the
+    /// silence ends if the condition still holds. Many families report a
+    /// condition only when it changes, so without this a lamp that failed
+    /// during its maintenance window would never be reported.
+    held_by_silence: BTreeMap<AlertKey, AlertState>,
     now: Option<DateTime<Utc>>,
 }
 
@@ -133,6 +151,7 @@ impl Engine {
         let mut engine = Engine {
             rules,
             effective: HashMap::new(),
+            merged: HashMap::new(),
             sensors: sensors.into_iter().map(|s| (s.id.clone(), s)).collect(),
             silences: Vec::new(),
             health: health::Health::default(),
@@ -145,6 +164,7 @@ impl Engine {
             air: air::Air::default(),
             active: BTreeMap::new(),
             muted: BTreeMap::new(),
+            held_by_silence: BTreeMap::new(),
             now: None,
         };
         engine.recompute_effective();
@@ -161,10 +181,15 @@ impl Engine {
         self.recompute_effective();
     }
 
-    /// Adds or replaces a sensor's registry entry.
+    /// Adds or replaces a sensor's registry entry (its own rules only: a
+    /// registration burst must not re-merge the rules of the whole city).
     pub fn upsert_sensor(&mut self, sensor: Sensor) {
+        match self.merged_for(&sensor) {
+            Some(rules) => self.effective.insert(sensor.id.clone(), rules),
+            None => self.effective.remove(&sensor.id),
+        };
         self.sensors.insert(sensor.id.clone(), sensor);
-        self.recompute_effective();
+        self.health.registry_changed();
     }
 
     pub fn sensors(&self) -> &HashMap<String, Sensor> {
@@ -185,12 +210,30 @@ impl Engine {
         self.now
     }
 
+    /// `sensor`'s rules after its overrides (`None`: the city-wide set).
+    fn merged_for(&mut self, sensor: &Sensor) -> Option<Arc<RuleSet>> {
+        let indices = self.rules.overrides_for(sensor);
+        if indices.is_empty() {
+            return None;
+        }
+        let rules = &self.rules;
+        self.merged.entry(indices).or_insert_with_key(|i| rules.effective_by_overrides(i).map(Arc::new)).clone()
+    }
+
+    /// The rules of every sensor with overrides, merged once per distinct
+    /// list of overrides (a district override covers thousands of lamps).
     fn recompute_effective(&mut self) {
-        self.effective = self
-            .sensors
-            .values()
-            .filter_map(|s| self.rules.effective_for(s).map(|r| (s.id.clone(), Arc::new(r))))
-            .collect();
+        self.merged.clear();
+        let mut effective = HashMap::new();
+        let sensors = std::mem::take(&mut self.sensors);
+        for sensor in sensors.values() {
+            if let Some(rules) = self.merged_for(sensor) {
+                effective.insert(sensor.id.clone(), rules);
+            }
+        }
+        self.sensors = sensors;
+        self.effective = effective;
+        self.health.registry_changed();
     }
 
     /// An operator resolved `key` by hand: forget it, and do not raise it
@@ -203,11 +246,16 @@ impl Engine {
 
     /// Takes one input and returns what it decided, in order.
     pub fn apply(&mut self, input: &Input) -> Vec<Decision> {
-        let at = input.at();
-        if self.now.is_none_or(|now| at > now) {
-            self.now = Some(at);
+        if let Some(at) = input.clock() {
+            if self.now.is_none_or(|now| at > now) {
+                self.now = Some(at);
+            }
         }
-        self.silences.retain(|s| s.until > at);
+        // Silences end on the engine's clock, never on an older (late)
+        // reading's time nor a distrusted one.
+        if let Some(now) = self.now {
+            self.silences.retain(|s| s.until > now);
+        }
         let mut out = Vec::new();
         match input {
             Input::Reading(obs) => self.observe(obs, &mut out),
@@ -217,7 +265,25 @@ impl Engine {
         for assessment in out {
             self.decide(assessment, &mut decisions);
         }
+        self.release_silenced(&mut decisions);
         decisions
+    }
+
+    /// Raises what a silence that has ended was holding back.
+    fn release_silenced(&mut self, decisions: &mut Vec<Decision>) {
+        if self.held_by_silence.is_empty() {
+            return;
+        }
+        let Some(now) = self.now else { return };
+        let held = std::mem::take(&mut self.held_by_silence);
+        for (key, state) in held {
+            if self.silenced(&key) {
+                self.held_by_silence.insert(key, state);
+            } else if !self.active.contains_key(&key) {
+                self.active.insert(key.clone(), state.clone());
+                decisions.push(Decision { key, change: Change::Raised, at: now, state });
+            }
+        }
     }
 
     fn observe(&mut self, obs: &Observation, out: &mut Vec<Assessment>) {
@@ -225,7 +291,12 @@ impl Engine {
             // Pending sensors are not evaluated until an operator accepts them.
             return;
         }
-        {
+        // A reading whose time is distrusted cannot be placed among the
+        // sensor's others: health (last seen, runs, spike windows) and the
+        // diagnoses (dated by it) skip it; hazard families see it only to
+        // report what it would have raised (it is bad, so suppressed).
+        let time_trusted = obs.time_trusted();
+        if time_trusted {
             // Health reads no one's health but its own.
             let mut health = std::mem::take(&mut self.health);
             let none = health::Health::default();
@@ -241,7 +312,11 @@ impl Engine {
         self.sewer.observe(&cx, obs, &self.rain, out);
         self.lights.observe(&cx, obs, out);
         self.air.observe(&cx, obs, out);
-        self.composite.observe(&cx, obs, &self.water, &self.flood, out);
+        // Diagnoses combine river and road: only their readings (and the
+        // health verdicts those carry) can change one.
+        if time_trusted && matches!(obs.kind, Kind::WaterLevel | Kind::FloodDepth) {
+            self.composite.observe(&cx, obs, &self.water, &self.flood, out);
+        }
     }
 
     fn tick(&mut self, now: DateTime<Utc>, out: &mut Vec<Assessment>) {
@@ -279,7 +354,10 @@ impl Engine {
                     self.muted.remove(&key);
                 }
                 let change = match self.active.get(&key) {
-                    None if self.silenced(&key) => return,
+                    None if self.silenced(&key) => {
+                        self.held_by_silence.insert(key, state);
+                        return;
+                    }
                     None => Change::Raised,
                     Some(old) if state.grade > old.grade => Change::Escalated,
                     Some(old) if state.grade < old.grade => Change::Deescalated,
@@ -295,6 +373,7 @@ impl Engine {
             }
             Verdict::Clear => {
                 self.muted.remove(&key);
+                self.held_by_silence.remove(&key);
                 if let Some(state) = self.active.remove(&key) {
                     decisions.push(Decision { key, change: Change::Resolved, at, state });
                 }
@@ -361,13 +440,16 @@ pub fn run(engine: &mut Engine, inputs: impl IntoIterator<Item = Input>, tick_s:
     let step = Duration::seconds(tick_s.max(1));
     let mut next_tick: Option<DateTime<Utc>> = None;
     for input in inputs {
-        let at = input.at();
-        let mut tick = *next_tick.get_or_insert_with(|| crate::engine::align(at, step));
-        while tick <= at {
-            decisions.extend(engine.apply(&Input::Tick(tick)));
-            tick += step;
+        // A reading stamped a day ahead (or in 1970) must not run the clock
+        // through a day of ticks (or fifty years of them).
+        if let Some(at) = input.clock() {
+            let mut tick = *next_tick.get_or_insert_with(|| crate::engine::align(at, step));
+            while tick <= at {
+                decisions.extend(engine.apply(&Input::Tick(tick)));
+                tick += step;
+            }
+            next_tick = Some(tick);
         }
-        next_tick = Some(tick);
         decisions.extend(engine.apply(&input));
     }
     decisions

@@ -294,14 +294,21 @@ fn evaluate(
 ) -> bool {
     // A reading is evaluated unless it was already seen (or is older than
     // one that was); a tick unless the gauge was evaluated at or after it.
-    // A reading stamped exactly at the last tick still counts.
-    let seen = if reading { gauge.last_reading } else { gauge.last_eval };
-    if seen.is_some_and(|last| at <= last) || gauge.last_eval.is_some_and(|last| at < last) {
-        return false;
-    }
-    if reading {
+    // Live, the clock ticks while a reading is in flight, so a new reading
+    // is often stamped a moment before the latest tick: it is evaluated at
+    // once, as of that tick (the windows then hold it), not a tick later.
+    let at = if reading {
+        if gauge.last_reading.is_some_and(|last| at <= last) {
+            return false;
+        }
         gauge.last_reading = Some(at);
-    }
+        gauge.last_eval.map_or(at, |last| last.max(at))
+    } else {
+        if gauge.last_eval.is_some_and(|last| at <= last) {
+            return false;
+        }
+        at
+    };
     gauge.last_eval = Some(at);
     gauge.dirty = false;
     let sums = gauge.sums(at);

@@ -69,6 +69,9 @@ struct Line {
     ingress_ref: Option<f64>,
     sediment: Tracker,
     odd: Tracker,
+    /// The latest reading used: a redelivered or late one would confirm
+    /// twice and count twice in the day aggregates.
+    last_ts: Option<DateTime<Utc>>,
 }
 
 /// This family's state across readings.
@@ -112,6 +115,10 @@ impl Sewer {
             return;
         }
         let at = obs.ts;
+        if line.last_ts.is_some_and(|last| at <= last) {
+            return;
+        }
+        line.last_ts = Some(at);
         let raining = rain.raining(district, at);
         if raining {
             line.last_wet = Some(at);

@@ -164,11 +164,19 @@ struct Lamp {
     /// The open fault's code and since when (unix seconds).
     fault: Option<(Box<str>, i64)>,
     fault_clean: u32,
+    /// The latest reading evaluated (unix seconds): a redelivered or late
+    /// reading must not confirm an outage twice.
+    last_ts: i64,
 }
 
 impl Lamp {
+    /// Nothing pending or open: the lamp need not be remembered.
     fn idle(&self) -> bool {
-        *self == Lamp::default()
+        self.outage == Tracker::default()
+            && self.power == Tracker::default()
+            && self.power_side == 0
+            && self.fault.is_none()
+            && self.fault_clean == 0
     }
 }
 
@@ -199,6 +207,17 @@ impl Lights {
             close_all(&mut lamp, &obs.sensor_id, obs.ts, out);
             return;
         }
+        // Redelivered and late readings are skipped while the lamp has
+        // something pending (a healthy lamp keeps no state, not even its
+        // last time: 100,000 of them must cost nothing); a distrusted time
+        // cannot be placed between dusk and dawn.
+        if lamp.last_ts != 0 && obs.ts.timestamp() <= lamp.last_ts || !obs.time_trusted() {
+            if !lamp.idle() {
+                self.lamps.insert(obs.sensor_id.clone(), lamp);
+            }
+            return;
+        }
+        lamp.last_ts = obs.ts.timestamp();
         let offset = cx.rules.tz();
         let ticket_cx = TicketCx { sensor, rules, tz: offset };
         fault(&mut lamp, &ticket_cx, obs, out);

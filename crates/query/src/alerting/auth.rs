@@ -11,6 +11,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use citygauge_ingest::config::DatabaseArgs;
 use sha2::{Digest, Sha256};
+use tokio_postgres::GenericClient;
 
 use crate::{AppState, QueryError};
 
@@ -86,6 +87,67 @@ impl FromRequestParts<AppState> for Admin {
             Ok(Admin(operator))
         } else {
             Err(QueryError::Forbidden("this needs an admin token".into()))
+        }
+    }
+}
+
+/// A new random token: 32 bytes from the OS-seeded generator, hex.
+fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+fn holder(name: &str) -> Result<&str, QueryError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(QueryError::invalid("name", "must be 1 to 100 printable characters"));
+    }
+    Ok(name)
+}
+
+/// Stores a new token for `name` with `role` (`operator` or `admin`) and
+/// returns it: the only time it exists outside its holder's hands.
+pub async fn create_token(client: &impl GenericClient, name: &str, role: &str) -> Result<String, QueryError> {
+    let name = holder(name)?;
+    if role != "operator" && role != "admin" {
+        return Err(QueryError::invalid("role", format!("`{role}` is not operator or admin")));
+    }
+    let token = new_token();
+    client
+        .execute(
+            "INSERT INTO operator_tokens (name, role, token_sha256) VALUES ($1, $2, $3)",
+            &[&name, &role, &token_hash(&token)],
+        )
+        .await?;
+    Ok(token)
+}
+
+/// Revokes every live token of `name`; returns how many.
+pub async fn revoke_tokens(client: &impl GenericClient, name: &str) -> Result<u64, QueryError> {
+    let name = holder(name)?;
+    Ok(client
+        .execute("UPDATE operator_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL", &[&name])
+        .await?)
+}
+
+/// `citygauge alerts token create|revoke`: what to print.
+pub async fn run_token_command(command: TokenCommand) -> Result<String, QueryError> {
+    let database = match &command {
+        TokenCommand::Create { database, .. } | TokenCommand::Revoke { database, .. } => database,
+    };
+    let store = citygauge_store::Store::new(database.store_config())?;
+    store.migrate().await?;
+    let client = store.client().await?;
+    match &command {
+        TokenCommand::Create { name, role, .. } => {
+            let token = create_token(&**client, name, role).await?;
+            Ok(format!("{token}\n"))
+        }
+        TokenCommand::Revoke { name, .. } => {
+            let revoked = revoke_tokens(&**client, name).await?;
+            if revoked == 0 {
+                return Err(QueryError::not_found(format!("a live token of `{}`", name.trim())));
+            }
+            Ok(format!("revoked {revoked} token(s) of {}\n", name.trim()))
         }
     }
 }
