@@ -10,7 +10,7 @@
 //! token` would.
 //!
 //! TODO(issue 6): raise the alert from readings (a river gauge crossing its
-//! warning levels over MQTT, evaluated live with `--alerts-enabled`) once the
+//! warning levels over MQTT, evaluated live by the query service) once the
 //! live evaluator is in; until then the test writes the alert, its `raised`
 //! event and the `citygauge_alerts` notification as the evaluator does.
 //!

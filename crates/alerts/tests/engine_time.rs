@@ -233,3 +233,39 @@ fn registering_sensors_does_not_re_merge_the_rules_of_the_city() {
     let due = d[0].state.details["ticket"]["due_by"].as_str().unwrap().to_string();
     assert!(due.starts_with("2026-09-01T08:00:00"), "{due}");
 }
+
+#[test]
+fn a_reading_in_flight_across_a_tick_is_evaluated_at_once() {
+    let mut engine = Engine::new(RuleSet::default(), vec![sensor("rg", Kind::Rainfall, Some("interval"))]);
+    for m in (10..=60).step_by(10) {
+        let quiet = reading("rg", Kind::Rainfall, minutes(m), json!({"rain_mm": 0.0, "interval_s": 600}));
+        engine.apply(&Input::Reading(quiet));
+    }
+    // Live: the clock ticks at 01:10:00.2 while a 45 mm reading stamped 01:10:00 is in flight.
+    engine.apply(&Input::Tick(minutes(70) + Duration::milliseconds(200)));
+    let burst = reading("rg", Kind::Rainfall, minutes(70), json!({"rain_mm": 45.0, "interval_s": 600}));
+    let decisions = engine.apply(&Input::Reading(burst));
+    let raised: Vec<_> = decisions.iter().filter(|d| d.change == Change::Raised).map(|d| d.key.rule).collect();
+    assert!(raised.contains(&RuleId::Rainfall), "heavy rain waited for the next tick: {decisions:?}");
+}
+
+#[test]
+fn a_restart_during_a_silence_keeps_what_is_open() {
+    let fault = |m: i64| reading("sl", Kind::Streetlight, minutes(m), json!({"fault": "E12"}));
+    // Live: the fault was raised, then the operator silenced the lamp for repairs.
+    let mut live = Engine::new(RuleSet::default(), vec![lamp("sl")]);
+    let raised = live.apply(&Input::Reading(fault(0)));
+    assert_eq!(raised[0].change, Change::Raised);
+    let open: std::collections::BTreeMap<_, _> = live.active().clone();
+    // Restart: warm up with the silence in force, then reconcile with the database.
+    let mut warm = Engine::new(RuleSet::default(), vec![lamp("sl")]);
+    warm.set_silences(vec![Silence { rule: None, subject: "sl".into(), until: minutes(240) }]);
+    run(&mut warm, vec![fault(0), fault(30)]);
+    let reconciled = warm.reconcile(&open, minutes(31));
+    assert!(reconciled.is_empty(), "the fault still holds: {reconciled:?}");
+    warm.adopt(open);
+    // The lamp is repaired during the silence: the open fault clears.
+    let after = run(&mut warm, vec![reading("sl", Kind::Streetlight, minutes(60), json!({"fault": "0"})), reading("sl", Kind::Streetlight, minutes(70), json!({"fault": "0"}))]);
+    let changes: Vec<_> = after.iter().map(|d| d.change).collect();
+    assert_eq!(changes, [Change::Resolved]);
+}

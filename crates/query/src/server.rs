@@ -151,7 +151,7 @@ impl Service {
             timezone: config.timezone()?,
         };
         let background = CancellationToken::new();
-        if config.alerting.alerts_enabled {
+        if !config.alerting.alerts_disabled {
             let evaluator = crate::alerting::evaluator::EvaluatorContext {
                 pool: pool.clone(),
                 database: listen_config.clone(),

@@ -65,7 +65,7 @@ async fn webhooks_subscription_api() {
             .await
             .unwrap();
     }
-    let config = citygauge_testkit::query_config(&db.url, &["--alerts-enabled", "false"]).unwrap();
+    let config = citygauge_testkit::query_config(&db.url, &["--alerts-disabled"]).unwrap();
     let service = Service::start(config).await.unwrap();
     let api = Api { router: service.router() };
     let receiver = Receiver::start().await;

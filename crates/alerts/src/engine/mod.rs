@@ -401,7 +401,11 @@ impl Engine {
             decisions.push(Decision { key: key.clone(), change, at: now, state: state.clone() });
         }
         for (key, state) in open {
-            if !self.active.contains_key(key) && !self.muted.contains_key(key) {
+            // Not cleared: resolved by hand (muted), or holding while a
+            // silence keeps it from being raised (a silence stops new
+            // alerts, it does not close open ones).
+            let holds = self.muted.contains_key(key) || self.held_by_silence.contains_key(key);
+            if !self.active.contains_key(key) && !holds {
                 decisions.push(Decision { key: key.clone(), change: Change::Resolved, at: now, state: state.clone() });
             }
         }
@@ -412,6 +416,7 @@ impl Engine {
     /// [`Engine::reconcile`]'s decisions are stored).
     pub fn adopt(&mut self, open: BTreeMap<AlertKey, AlertState>) {
         for (key, state) in open {
+            self.held_by_silence.remove(&key);
             self.active.entry(key).or_insert(state);
         }
     }

@@ -2,15 +2,15 @@
 
 use std::path::PathBuf;
 
-use clap::ArgAction;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AlertingConfig {
-    /// Run the alert evaluator and notifiers in this process. Several
-    /// replicas may: one evaluates at a time (a PostgreSQL advisory lock),
-    /// another takes over within `--alerts-leader-poll-ms` when it dies.
-    #[arg(long, env = "CITYGAUGE_ALERTS_ENABLED", default_value_t = true, action = ArgAction::Set)]
-    pub alerts_enabled: bool,
+    /// Do not run the alert evaluator and notifiers in this process (the
+    /// alert API still answers). By default every replica runs them: one
+    /// evaluates at a time (a PostgreSQL advisory lock), another takes over
+    /// within `--alerts-leader-poll-ms` when it dies.
+    #[arg(long, env = "CITYGAUGE_ALERTS_DISABLED")]
+    pub alerts_disabled: bool,
     /// Rule set to install when the database holds none (e.g.
     /// deploy/alert-rules.toml); later changes go through the admin API.
     #[arg(long, env = "CITYGAUGE_ALERT_RULES_FILE")]

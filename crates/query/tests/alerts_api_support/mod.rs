@@ -32,7 +32,7 @@ pub struct Api {
 pub async fn start() -> anyhow::Result<Api> {
     let db = database().await?;
     city::demo_city(&db.url).await?;
-    let service = Service::start(query_config(&db.url, &["--alerts-enabled", "false"])?).await?;
+    let service = Service::start(query_config(&db.url, &["--alerts-disabled"])?).await?;
     service.wait_ready(Duration::from_secs(60)).await?;
     let router = service.router();
     let client = db.client().await?;
