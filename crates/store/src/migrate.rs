@@ -52,7 +52,7 @@ const ROLLUPS_VERSION: i32 = 2;
 pub const TIMESERIES_TABLES: [&str; 5] = ["rainfall", "water_level", "flood_depth", "air_quality", "streetlight"];
 
 /// Arbitrary, fixed: the advisory lock key that serialises migrations.
-const MIGRATION_LOCK: i64 = 0x6369_7479_6761_7567; // "citygaug"
+pub const MIGRATION_LOCK: i64 = 0x6369_7479_6761_7567; // "citygaug"
 
 /// How the time-series tables are partitioned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

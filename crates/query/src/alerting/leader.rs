@@ -32,8 +32,10 @@ use tracing::{debug, info, warn};
 
 use crate::QueryError;
 
-/// The advisory lock key of the evaluation lease ("citygaug" in ASCII).
-pub const LEASE_KEY: i64 = 0x6369_7479_6761_7567;
+/// The advisory lock key of the evaluation lease ("cgalerts" in ASCII).
+/// Distinct from every other advisory key of the platform (the migrations'
+/// among them: sharing it would stall every migration while a leader runs).
+pub const LEASE_KEY: i64 = 0x6367_616c_6572_7473;
 
 /// Statements on the lease connection are short (a decision batch); a stuck
 /// one must not hold the lease forever.
@@ -185,5 +187,20 @@ pub async fn acquire(
             _ = stop.cancelled() => return None,
         }
         backoff = (backoff * 2).min(Duration::from_secs(5)).max(poll.min(Duration::from_secs(5)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Session advisory locks share one key space with the migrations'
+    /// transaction lock: a collision stalls migrations while a leader runs.
+    #[test]
+    fn advisory_keys_are_distinct() {
+        let keys = [super::LEASE_KEY, crate::alerting::mqtt::LOCK_KEY, citygauge_store::migrate::MIGRATION_LOCK];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 }

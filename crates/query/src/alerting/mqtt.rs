@@ -28,10 +28,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::alerting::{delivery, webhooks, AlertingConfig};
+use crate::metrics::Metrics;
 use crate::QueryError;
 
 /// Advisory lock key of the MQTT publisher ("cgmqtt").
-const LOCK_KEY: i64 = 0x6367_6d71_7474;
+pub const LOCK_KEY: i64 = 0x6367_6d71_7474;
 /// How often an idle publisher (or a standby replica) looks again.
 const POLL: Duration = Duration::from_secs(1);
 /// The channel the engine's writer notifies on every alert change.
@@ -64,7 +65,13 @@ pub fn packets(message: &Message, body: Vec<u8>) -> Vec<(Vec<u8>, bool)> {
 }
 
 /// Publishes alert messages to `--alerts-mqtt-url` until `stop`.
-pub async fn run(pool: Pool, database: tokio_postgres::Config, config: Arc<AlertingConfig>, stop: CancellationToken) {
+pub async fn run(
+    pool: Pool,
+    database: tokio_postgres::Config,
+    config: Arc<AlertingConfig>,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
     let Some(url) = config.alerts_mqtt_url.clone() else {
         stop.cancelled().await;
         return;
@@ -84,7 +91,7 @@ pub async fn run(pool: Pool, database: tokio_postgres::Config, config: Arc<Alert
         wake.clone(),
         stop.clone(),
     ));
-    let publisher = Publisher { pool, config, host, port, wake };
+    let publisher = Publisher { pool, config, metrics, host, port, wake };
     loop {
         // Hold the lock for as long as its connection lives.
         let lock = match publisher.take_lock(&database, &stop).await {
@@ -104,6 +111,7 @@ pub async fn run(pool: Pool, database: tokio_postgres::Config, config: Arc<Alert
 struct Publisher {
     pool: Pool,
     config: Arc<AlertingConfig>,
+    metrics: Metrics,
     host: String,
     port: u16,
     wake: Arc<Notify>,
@@ -200,6 +208,7 @@ impl Publisher {
                             if flight.acks_left == 0 {
                                 let id = flight.id;
                                 in_flight = None;
+                                self.metrics.mqtt_published.inc();
                                 if let Err(error) = self.mark(id).await {
                                     // Published again later: at least once.
                                     warn!(%error, "alert mqtt: marking a message failed");
