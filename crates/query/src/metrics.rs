@@ -1,4 +1,5 @@
-//! Prometheus metrics, `citygauge_query_*`, in the service's own registry.
+//! Prometheus metrics, `citygauge_query_*` and `citygauge_alerts_*`, in the
+//! service's own registry.
 //! Labels are bounded: the matched route template, the status code, a fixed
 //! set of cache names; never a sensor id or a raw path.
 
@@ -22,7 +23,22 @@ pub struct Metrics {
     pub alert_evaluation_latency: Histogram,
     /// 1 while this replica evaluates (holds the lease and has warmed up).
     pub alert_leader: IntGauge,
+    /// Webhook attempts by outcome ([`WEBHOOK_OUTCOMES`]).
+    pub webhook_deliveries: IntCounterVec,
+    /// From the outbox row's creation (in the decision's transaction) to the
+    /// receiver's 2xx being recorded, both on the database's clock; retries
+    /// and their backoff included.
+    pub webhook_delivery_seconds: Histogram,
+    /// Subscriptions disabled for failing (all replicas report the same
+    /// count: aggregate with `max`).
+    pub webhook_subscriptions_disabled: IntGauge,
+    /// Alert messages published to the broker and acknowledged (PUBACK).
+    pub mqtt_published: IntCounter,
 }
+
+/// The `outcome` label values of `citygauge_alerts_webhook_deliveries_total`:
+/// a 2xx, a failure that will be retried, a failure that gave up.
+pub const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
 
 /// The `kind` label values of `citygauge_query_cache_hits_total`.
 pub const CACHE_KINDS: [&str; 7] = ["sensors", "sensor", "districts", "district", "overview", "map", "map_districts"];
@@ -70,8 +86,38 @@ impl Metrics {
         let alert_leader =
             IntGauge::new("citygauge_alerts_leader", "1 while this replica evaluates (lease held, engine warm).")
                 .expect("valid metric");
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "citygauge_alerts_webhook_deliveries_total",
+                "Webhook attempts: delivered (2xx), retry (failed, tried again later), failed (given up).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let webhook_delivery_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "citygauge_alerts_webhook_delivery_seconds",
+                "From the outbox row (the decision's transaction) to the receiver's 2xx, retries included.",
+            )
+            .buckets(exponential_buckets(0.002_5, 2.0, 18).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        let webhook_subscriptions_disabled = IntGauge::new(
+            "citygauge_alerts_webhook_subscriptions_disabled",
+            "Webhook subscriptions disabled for failing (refreshed by the delivery worker).",
+        )
+        .expect("valid metric");
+        let mqtt_published = IntCounter::new(
+            "citygauge_alerts_mqtt_published_total",
+            "Alert messages published to the broker and acknowledged (QoS 1).",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(alert_decisions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(webhook_deliveries.clone()),
+            Box::new(webhook_delivery_seconds.clone()),
+            Box::new(webhook_subscriptions_disabled.clone()),
+            Box::new(mqtt_published.clone()),
             Box::new(alert_evaluation_latency.clone()),
             Box::new(alert_leader.clone()),
             Box::new(requests.clone()),
@@ -86,6 +132,9 @@ impl Metrics {
         for kind in CACHE_KINDS {
             cache_hits.with_label_values(&[kind]);
         }
+        for outcome in WEBHOOK_OUTCOMES {
+            webhook_deliveries.with_label_values(&[outcome]);
+        }
         Metrics {
             registry,
             requests,
@@ -97,6 +146,10 @@ impl Metrics {
             alert_decisions,
             alert_evaluation_latency,
             alert_leader,
+            webhook_deliveries,
+            webhook_delivery_seconds,
+            webhook_subscriptions_disabled,
+            mqtt_published,
         }
     }
 

@@ -166,12 +166,17 @@ impl Service {
             supervise(
                 &state,
                 "webhook_delivery",
-                crate::alerting::delivery::run(db, listen, config, stop),
+                crate::alerting::delivery::run(db, listen, config, metrics.clone(), stop),
                 &background,
             );
             let (db, listen, config, stop) =
                 (pool.clone(), listen_config.clone(), state.alerting.clone(), background.clone());
-            supervise(&state, "alert_mqtt", crate::alerting::mqtt::run(db, listen, config, stop), &background);
+            supervise(
+                &state,
+                "alert_mqtt",
+                crate::alerting::mqtt::run(db, listen, config, metrics.clone(), stop),
+                &background,
+            );
         }
         let registry_changed = Arc::new(Notify::new());
         let listener = Listener {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use citygauge_alerts::{MsgStatus, MsgType, Severity};
 use citygauge_query::alerting::mqtt;
+use citygauge_query::metrics::Metrics;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -48,11 +49,11 @@ async fn subscriber(port: u16, id: &str, filter: &str) -> (Seen, tokio::task::Jo
     (seen, task)
 }
 
-fn start(db_url: &str, broker_url: &str) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+fn start(db_url: &str, broker_url: &str, metrics: &Metrics) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let config = alerting(db_url, &["--alerts-mqtt-url", broker_url]);
     let stop = CancellationToken::new();
     let database = tokio_postgres::Config::from_str(db_url).unwrap();
-    (stop.clone(), tokio::spawn(mqtt::run(pool(db_url), database, config, stop)))
+    (stop.clone(), tokio::spawn(mqtt::run(pool(db_url), database, config, metrics.clone(), stop)))
 }
 
 #[tokio::test]
@@ -61,11 +62,12 @@ async fn alerts_mqtt_retained_while_active_cleared_on_cancel() {
     let broker = citygauge_testkit::Broker::start().await.unwrap();
     let mut client = db.client().await.unwrap();
     let (live, live_task) = subscriber(broker.port(), "live", "city/alerts/#").await;
+    let metrics = Metrics::new();
 
     // Stored before the publisher runs: published when it starts (resume).
     let sensor = "kh-wl-0200";
     let (alert_id, raised) = raise(&mut client, sensor, MsgStatus::Actual).await;
-    let (stop, task) = start(&db.url, &broker.url());
+    let (stop, task) = start(&db.url, &broker.url(), &metrics);
     let topic = format!("city/alerts/water_level/{sensor}");
     wait_for("the alert on the broker", Duration::from_secs(10), || async {
         Ok(live.lock().unwrap().iter().any(|(t, _, _)| *t == topic).then_some(()))
@@ -115,6 +117,7 @@ async fn alerts_mqtt_retained_while_active_cleared_on_cancel() {
         Ok((db.count("SELECT count(*) FROM alert_messages WHERE mqtt_published_at IS NULL").await? == 0).then_some(()))
     })
     .await;
+    assert_eq!(metrics.mqtt_published.get(), 3, "alert, drill and cancel acknowledged by the broker");
 
     // Nothing is retained for the cancelled alert any more.
     let (after, after_task) = subscriber(broker.port(), "after", &topic).await;
@@ -127,7 +130,7 @@ async fn alerts_mqtt_retained_while_active_cleared_on_cancel() {
     task.await.unwrap();
     let before = live.lock().unwrap().len();
     let (_, later) = raise(&mut client, "kh-wl-0202", MsgStatus::Actual).await;
-    let (stop, task) = start(&db.url, &broker.url());
+    let (stop, task) = start(&db.url, &broker.url(), &metrics);
     wait_for("the new alert", Duration::from_secs(10), || async {
         Ok(live.lock().unwrap().iter().any(|(t, _, _)| t.ends_with("kh-wl-0202")).then_some(()))
     })

@@ -134,7 +134,7 @@ async fn webhooks_subscription_api() {
     let stop = CancellationToken::new();
     let worker_config = alerting(&db.url, &["--webhook-disable-after-failures", "2"]);
     let database = tokio_postgres::Config::from_str(&db.url).unwrap();
-    let worker = tokio::spawn(delivery::run(pool(&db.url), database, worker_config, stop.clone()));
+    let worker = tokio::spawn(delivery::run(pool(&db.url), database, worker_config, Default::default(), stop.clone()));
     let (_, message) = raise(&mut client, "kh-wl-0100", MsgStatus::Actual).await;
     wait_for("the delivery", Duration::from_secs(10), || async {
         Ok((!receiver.received("api").is_empty()).then_some(()))

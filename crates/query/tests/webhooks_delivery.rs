@@ -13,20 +13,39 @@ use std::time::Duration;
 
 use citygauge_alerts::{signing, MsgStatus, MsgType, Severity};
 use citygauge_query::alerting::{delivery, AlertingConfig};
+use citygauge_query::metrics::Metrics;
 use support::*;
 use tokio_util::sync::CancellationToken;
 
 struct Worker {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    metrics: Metrics,
 }
 
 impl Worker {
     fn start(url: &str, config: Arc<AlertingConfig>) -> Worker {
         let stop = CancellationToken::new();
         let database = tokio_postgres::Config::from_str(url).unwrap();
-        let task = tokio::spawn(delivery::run(pool(url), database, config, stop.clone()));
-        Worker { stop, task }
+        let metrics = Metrics::new();
+        let task = tokio::spawn(delivery::run(pool(url), database, config, metrics.clone(), stop.clone()));
+        Worker { stop, task, metrics }
+    }
+
+    /// `citygauge_alerts_webhook_deliveries_total{outcome}`.
+    fn outcomes(&self, outcome: &str) -> u64 {
+        self.metrics.webhook_deliveries.with_label_values(&[outcome]).get()
+    }
+
+    /// Waits until the worker's counters read `want` (delivered, retry, failed):
+    /// they move just after the outcome is recorded in the database.
+    async fn counted(&self, want: [u64; 3]) {
+        let got = || ["delivered", "retry", "failed"].map(|outcome| self.outcomes(outcome));
+        let waited = citygauge_testkit::eventually("the delivery counters", Duration::from_secs(5), || async {
+            Ok((got() == want).then_some(()))
+        })
+        .await;
+        assert!(waited.is_ok(), "counters (delivered, retry, failed): {:?}, want {want:?}", got());
     }
 
     async fn stop(self) {
@@ -134,6 +153,10 @@ async fn webhooks_signed_and_filtered_by_place_rule_and_severity() {
         .unwrap();
     assert_eq!(notified, 4);
     assert_eq!(db.count("SELECT count(*) FROM webhook_deliveries").await.unwrap(), 4);
+    worker.counted([4, 0, 0]).await;
+    let timed = &worker.metrics.webhook_delivery_seconds;
+    assert_eq!(timed.get_sample_count(), 4);
+    assert!(timed.get_sample_sum() > 0.0 && timed.get_sample_sum() < 4.0 * 2.0, "{}", timed.get_sample_sum());
     worker.stop().await;
 }
 
@@ -203,6 +226,7 @@ async fn webhooks_failures_are_retried_with_backoff() {
     let failures: i32 =
         client.query_one("SELECT consecutive_failures FROM webhook_subscriptions", &[]).await.unwrap().get(0);
     assert_eq!(failures, 0, "a success resets the failure count");
+    worker.counted([1, 2, 0]).await;
     worker.stop().await;
 
     // Attempts run out: `failed`, with the last error in the log.
@@ -220,6 +244,7 @@ async fn webhooks_failures_are_retried_with_backoff() {
     assert_eq!(row.get::<_, i32>(0), 3);
     assert_eq!(row.get::<_, Option<i32>>(1), Some(500));
     assert!(row.get::<_, Option<String>>(2).unwrap().contains("500"));
+    worker.counted([0, 2, 1]).await;
     worker.stop().await;
 }
 
@@ -248,6 +273,10 @@ async fn webhooks_a_receiver_that_keeps_failing_is_disabled() {
     assert!(row.get::<_, bool>(0));
     assert!(row.get::<_, String>(1).contains("consecutive"), "{}", row.get::<_, String>(1));
     assert!(row.get::<_, i32>(2) >= 4);
+    wait_for("the disabled gauge", Duration::from_secs(5), || async {
+        Ok((worker.metrics.webhook_subscriptions_disabled.get() == 1).then_some(()))
+    })
+    .await;
     // Disabled: nothing more is sent (an attempt already in flight may
     // still land), and the deliveries wait.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -426,7 +455,7 @@ async fn webhooks_are_delivered_over_https() {
     let http = delivery::http_client_trusting(vec![ca]).unwrap();
     let database = tokio_postgres::Config::from_str(&db.url).unwrap();
     let config = alerting(&db.url, &[]);
-    let task = tokio::spawn(delivery::run_with(pool(&db.url), database, config, http, stop.clone()));
+    let task = tokio::spawn(delivery::run_with(pool(&db.url), database, config, Metrics::new(), http, stop.clone()));
     let (_, message) = raise(&mut client, "kh-wl-0301", MsgStatus::Actual).await;
     wait_for("the delivery over TLS", Duration::from_secs(10), || async {
         Ok((delivered(&db).await == 1).then_some(()))

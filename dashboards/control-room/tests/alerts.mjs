@@ -2,15 +2,19 @@
 // (playwright-core). Run by tests/control_room_alerts_browser.rs, which owns
 // the services and the data; talks to it over stdout/stdin:
 //
-//   script -> "citygauge-browser: raise"      the page is live; raise the alert now
-//   rust   -> "<alert id>"                    the alert it raised
+//   script -> "citygauge-browser: raise"      the page is live; make the alert happen now
+//   rust   -> "published"                     the readings that cross the level are on the broker
+//   script -> "citygauge-browser: alert <id>" the alert the evaluator raised, as the page shows it
 //   script -> "citygauge-browser: ok ..."     a check passed
 //   exit 0 when everything passed, 1 with the reason on stderr otherwise.
 //
 // Environment: CITYGAUGE_URL, CITYGAUGE_TOKEN (an operator token),
 // CITYGAUGE_ARTIFACTS (screenshots), CITYGAUGE_CHROMIUM (default
-// /usr/bin/chromium), CITYGAUGE_LIVE_TIMEOUT_MS (how soon the alert must
-// show, default 3000).
+// /usr/bin/chromium), CITYGAUGE_ALERT_RULE / CITYGAUGE_ALERT_SUBJECT (the
+// alert to expect), CITYGAUGE_ALERT_LEVEL / CITYGAUGE_ALERT_SEVERITY (what
+// its row must say), CITYGAUGE_LIVE_TIMEOUT_MS (how soon after the readings
+// it must show, default 20000: ingest, the evaluator and the stream on a
+// busy 2-core machine).
 
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -27,7 +31,11 @@ const env = (name, fallback) => {
 const base = env("CITYGAUGE_URL").replace(/\/$/, "");
 const token = env("CITYGAUGE_TOKEN");
 const artifacts = env("CITYGAUGE_ARTIFACTS");
-const liveTimeout = Number(env("CITYGAUGE_LIVE_TIMEOUT_MS", "3000"));
+const rule = env("CITYGAUGE_ALERT_RULE");
+const subject = env("CITYGAUGE_ALERT_SUBJECT");
+const level = env("CITYGAUGE_ALERT_LEVEL");
+const severity = env("CITYGAUGE_ALERT_SEVERITY");
+const liveTimeout = Number(env("CITYGAUGE_LIVE_TIMEOUT_MS", "20000"));
 
 const FLAGS = [
   "--headless",
@@ -71,24 +79,36 @@ try {
   await page.reload({ waitUntil: "domcontentloaded" });
   await live(() => window.__citygauge?.ready && window.__citygauge.stream()?.connected);
   await page.evaluate(() => (window.__notReloaded = true));
-  const before = await page.evaluate(() => window.__citygauge.alertList().length);
-  say(`ok control room live with ${before} active alerts`);
+  const before = await page.evaluate(() => window.__citygauge.alertList());
+  if (before.some((a) => a.rule === rule && a.subject === subject)) {
+    throw new Error(`a ${rule} alert for ${subject} is already shown`);
+  }
+  say(`ok control room live with ${before.length} active alerts`);
 
-  // 1. An alert raised now appears without a reload.
+  // 1. The readings cross the level; the evaluator's alert appears without a reload.
   say("raise");
-  const id = Number(await nextLine());
+  const answer = await nextLine();
+  if (answer !== "published") throw new Error(`unexpected answer ${answer}`);
   const started = Date.now();
-  const row = `.alert-row[data-alert-id="${id}"]`;
-  await live(
-    (id) => window.__notReloaded === true && window.__citygauge.alertList().some((a) => a.id === id && a.state === "open"),
-    id,
+  const shown = await live(
+    ({ rule, subject }) =>
+      window.__notReloaded === true &&
+      window.__citygauge.alertList().find((a) => a.rule === rule && a.subject === subject && a.state === "open")?.id,
+    { rule, subject },
     liveTimeout,
   ).catch(async () => {
-    throw new Error(`alert ${id} did not show within ${liveTimeout} ms; panel: ${await page.locator("#alerts").innerText()}`);
+    throw new Error(
+      `no open ${rule} alert for ${subject} within ${liveTimeout} ms; panel: ${await page.locator("#alerts").innerText()}`,
+    );
   });
+  const id = Number(await shown.jsonValue());
+  say(`alert ${id}`);
+  const row = `.alert-row[data-alert-id="${id}"]`;
   const text = await page.locator(row).innerText();
-  if (!/red/i.test(text) || !/Extreme/.test(text)) throw new Error(`the alert row lacks its level and severity: ${text}`);
-  say(`ok alert ${id} shown after ${Date.now() - started} ms`);
+  if (!text.toLowerCase().includes(level) || !text.includes(severity)) {
+    throw new Error(`the alert row lacks its level (${level}) and severity (${severity}): ${text}`);
+  }
+  say(`ok alert ${id} shown ${Date.now() - started} ms after the readings were published`);
 
   // 2. Its timeline, and its sensor highlighted on the map.
   await page.locator(`${row} .alert-headline`).click();

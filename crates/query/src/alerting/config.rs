@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-
 #[derive(Debug, Clone, clap::Args)]
 pub struct AlertingConfig {
     /// Do not run the alert evaluator and notifiers in this process (the

@@ -16,6 +16,13 @@
 //!   milliseconds of its commit and nothing waits on a lost notification.
 //!
 //! Delivery is at least once: receivers dedupe on `Idempotency-Key`.
+//!
+//! Metrics: attempts by outcome; the time from the outbox row's creation to
+//! the recorded 2xx, both read from the database's clock (`created_at` is
+//! set in the decision's own transaction, `delivered_at` just after the
+//! answer), so sensor clocks and backfilled readings cannot distort it and
+//! retries with their backoff count; and the number of disabled
+//! subscriptions, refreshed every [`DISABLED_REFRESH`] and at each disabling.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::alerting::{webhooks, AlertingConfig};
+use crate::metrics::Metrics;
 use crate::QueryError;
 
 /// The webhook HTTP client (http:// and https:// with the Mozilla roots).
@@ -42,6 +50,9 @@ pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<B
 
 /// How often the worker looks for due deliveries when nothing woke it.
 const POLL: Duration = Duration::from_secs(1);
+/// How often the worker recounts disabled subscriptions (an admin may
+/// re-enable one through the API, on any replica).
+const DISABLED_REFRESH: Duration = Duration::from_secs(10);
 /// The longest `last_error` kept.
 const ERROR_CHARS: usize = 300;
 
@@ -79,9 +90,15 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration, unit: f64) -> Durati
 
 /// Delivers due webhook deliveries until `stop`; `database` is for the
 /// dedicated connection that listens for new ones.
-pub async fn run(pool: Pool, database: tokio_postgres::Config, config: Arc<AlertingConfig>, stop: CancellationToken) {
+pub async fn run(
+    pool: Pool,
+    database: tokio_postgres::Config,
+    config: Arc<AlertingConfig>,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
     match http_client() {
-        Ok(http) => run_with(pool, database, config, http, stop).await,
+        Ok(http) => run_with(pool, database, config, metrics, http, stop).await,
         Err(error) => {
             warn!(%error, "webhook delivery cannot start");
             stop.cancelled().await;
@@ -94,12 +111,13 @@ pub async fn run_with(
     pool: Pool,
     database: tokio_postgres::Config,
     config: Arc<AlertingConfig>,
+    metrics: Metrics,
     http: HttpClient,
     stop: CancellationToken,
 ) {
     let wake = Arc::new(Notify::new());
     let listener = tokio::spawn(listen(database, &[webhooks::CHANNEL], wake.clone(), stop.clone()));
-    let worker = Worker { pool, http, config, wake };
+    let worker = Worker { pool, http, config, metrics, wake };
     worker.run(stop).await;
     listener.abort();
 }
@@ -184,6 +202,7 @@ struct Worker {
     pool: Pool,
     http: HttpClient,
     config: Arc<AlertingConfig>,
+    metrics: Metrics,
     wake: Arc<Notify>,
 }
 
@@ -193,8 +212,13 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(this.config.webhook_concurrency as usize));
         let mut in_flight = JoinSet::new();
         info!("webhook delivery started");
+        let mut counted_disabled: Option<std::time::Instant> = None;
         loop {
             while in_flight.try_join_next().is_some() {}
+            if counted_disabled.is_none_or(|at| at.elapsed() >= DISABLED_REFRESH) {
+                this.count_disabled().await;
+                counted_disabled = Some(std::time::Instant::now());
+            }
             let free = slots.available_permits();
             let mut sleep_for = POLL;
             if free > 0 {
@@ -288,6 +312,20 @@ impl Worker {
         ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0))
     }
 
+    /// Refreshes the disabled-subscriptions gauge (kept as it was when the
+    /// database does not answer).
+    async fn count_disabled(&self) {
+        let count = async {
+            let client = self.pool.get().await?;
+            let row = client.query_one("SELECT count(*) FROM webhook_subscriptions WHERE NOT enabled", &[]).await?;
+            Ok::<i64, QueryError>(row.get(0))
+        };
+        match count.await {
+            Ok(n) => self.metrics.webhook_subscriptions_disabled.set(n),
+            Err(error) => debug!(%error, "webhook delivery: counting disabled subscriptions failed"),
+        }
+    }
+
     async fn deliver(&self, due: Due) {
         let attempt = due.attempts + 1;
         let outcome = match serde_json::from_value::<Message>(due.body.clone()) {
@@ -341,25 +379,35 @@ impl Worker {
 
     async fn delivered(&self, due: &Due, attempt: i32, status: u16) -> Result<(), QueryError> {
         let client = self.pool.get().await?;
-        client
-            .execute(
+        // Data-modifying CTEs all run; the statement returns the delivery's
+        // age, or no row when it was no longer pending (another replica
+        // recorded it after this one's lease ran out: not counted twice).
+        let recorded = client
+            .query_opt(
                 "WITH d AS (
                      UPDATE webhook_deliveries
                         SET state = 'delivered', attempts = $2, last_status = $3, last_error = NULL,
                             delivered_at = now()
                       WHERE id = $1 AND state = 'pending'
-                     RETURNING subscription_id, message_id),
+                     RETURNING subscription_id, message_id,
+                               extract(epoch FROM delivered_at - created_at)::float8 AS seconds),
                  s AS (
                      UPDATE webhook_subscriptions SET consecutive_failures = 0
-                      WHERE id = (SELECT subscription_id FROM d) AND consecutive_failures <> 0)
-                 INSERT INTO alert_events (alert_id, at, kind, actor, details)
-                 SELECT m.alert_id, now(), 'notified', 'webhook',
-                        jsonb_build_object('subscription_id', d.subscription_id, 'delivery_id', $1::bigint,
-                                           'attempt', $2::int, 'identifier', m.identifier, 'status', $3::int)
-                   FROM d JOIN alert_messages m ON m.id = d.message_id",
+                      WHERE id = (SELECT subscription_id FROM d) AND consecutive_failures <> 0),
+                 e AS (
+                     INSERT INTO alert_events (alert_id, at, kind, actor, details)
+                     SELECT m.alert_id, now(), 'notified', 'webhook',
+                            jsonb_build_object('subscription_id', d.subscription_id, 'delivery_id', $1::bigint,
+                                               'attempt', $2::int, 'identifier', m.identifier, 'status', $3::int)
+                       FROM d JOIN alert_messages m ON m.id = d.message_id)
+                 SELECT seconds FROM d",
                 &[&due.id, &attempt, &i32::from(status)],
             )
             .await?;
+        if let Some(row) = recorded {
+            self.metrics.webhook_deliveries.with_label_values(&["delivered"]).inc();
+            self.metrics.webhook_delivery_seconds.observe(row.get::<_, f64>(0).max(0.0));
+        }
         Ok(())
     }
 
@@ -379,15 +427,16 @@ impl Worker {
         );
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.execute(
-            "UPDATE webhook_deliveries
+        let updated = tx
+            .execute(
+                "UPDATE webhook_deliveries
                 SET attempts = $2, last_status = $3, last_error = $4,
                     state = CASE WHEN $5 THEN 'failed' ELSE 'pending' END,
                     next_attempt_at = now() + make_interval(secs => $6)
               WHERE id = $1 AND state = 'pending'",
-            &[&due.id, &attempt, &status.map(i32::from), &last_error, &give_up, &delay.as_secs_f64()],
-        )
-        .await?;
+                &[&due.id, &attempt, &status.map(i32::from), &last_error, &give_up, &delay.as_secs_f64()],
+            )
+            .await?;
         let disabled = tx
             .query_opt(
                 "UPDATE webhook_subscriptions
@@ -401,8 +450,13 @@ impl Worker {
             )
             .await?;
         tx.commit().await?;
+        if updated > 0 {
+            let outcome = if give_up { "failed" } else { "retry" };
+            self.metrics.webhook_deliveries.with_label_values(&[outcome]).inc();
+        }
         if disabled.is_some_and(|row| row.get::<_, Option<bool>>(0) == Some(true)) {
             warn!(subscription = due.subscription_id, "webhook subscription disabled after repeated failures");
+            self.count_disabled().await;
         }
         Ok(())
     }
