@@ -160,9 +160,10 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     setup::register(&stack.url, &[traffic_gauges.clone(), measured.clone()].concat()).await?;
     let token = setup::admin_token(&db).await?;
     let receiver = Receiver::start().await?;
-    // Ingest first, storing before the evaluator takes its lease: the
-    // lease's advisory-lock key is the one migrations take, so a daemon
-    // started while an evaluator leads waits at its migration.
+    // Ingest first, and storing, before the evaluator takes its lease (the
+    // order a deployment starts them in; until 2026-11-30 the lease's
+    // advisory-lock key was the migrations' one and a daemon started after
+    // a leading evaluator waited at its migration).
     let mut ingest = stack.ingest(&args.daemon_args)?;
     let triggers = Arc::new(Triggers::connect(stack.broker.port()));
     baselines(&db, &triggers, &measured, &mut ingest).await?;
