@@ -237,16 +237,23 @@ fn registering_sensors_does_not_re_merge_the_rules_of_the_city() {
 #[test]
 fn a_reading_in_flight_across_a_tick_is_evaluated_at_once() {
     let mut engine = Engine::new(RuleSet::default(), vec![sensor("rg", Kind::Rainfall, Some("interval"))]);
+    let rain = |m: i64| reading("rg", Kind::Rainfall, minutes(m), json!({"rain_mm": 15.0, "interval_s": 600}));
+    let mut decisions = Vec::new();
     for m in (10..=60).step_by(10) {
-        let quiet = reading("rg", Kind::Rainfall, minutes(m), json!({"rain_mm": 0.0, "interval_s": 600}));
-        engine.apply(&Input::Reading(quiet));
+        decisions.extend(engine.apply(&Input::Reading(rain(m))));
     }
-    // Live: the clock ticks at 01:10:00.2 while a 45 mm reading stamped 01:10:00 is in flight.
+    // 90 mm in the hour: heavy rain.
+    let raised = decisions.iter().filter(|d| d.key.rule == RuleId::Rainfall && d.change == Change::Raised).count();
+    assert_eq!(raised, 1, "{decisions:?}");
+    // Live: the clock ticks at 01:10:00.2 while the 01:10 reading is in
+    // flight; with it the gauge has 105 mm in 3 h: extremely heavy rain.
     engine.apply(&Input::Tick(minutes(70) + Duration::milliseconds(200)));
-    let burst = reading("rg", Kind::Rainfall, minutes(70), json!({"rain_mm": 45.0, "interval_s": 600}));
-    let decisions = engine.apply(&Input::Reading(burst));
-    let raised: Vec<_> = decisions.iter().filter(|d| d.change == Change::Raised).map(|d| d.key.rule).collect();
-    assert!(raised.contains(&RuleId::Rainfall), "heavy rain waited for the next tick: {decisions:?}");
+    let decisions = engine.apply(&Input::Reading(rain(70)));
+    let changes: Vec<_> = decisions.iter().map(|d| (d.key.rule, d.change, d.state.grade)).collect();
+    assert!(
+        changes.contains(&(RuleId::Rainfall, Change::Escalated, 2)),
+        "the escalation waited for the next tick: {changes:?}"
+    );
 }
 
 #[test]
@@ -265,7 +272,13 @@ fn a_restart_during_a_silence_keeps_what_is_open() {
     assert!(reconciled.is_empty(), "the fault still holds: {reconciled:?}");
     warm.adopt(open);
     // The lamp is repaired during the silence: the open fault clears.
-    let after = run(&mut warm, vec![reading("sl", Kind::Streetlight, minutes(60), json!({"fault": "0"})), reading("sl", Kind::Streetlight, minutes(70), json!({"fault": "0"}))]);
+    let after = run(
+        &mut warm,
+        vec![
+            reading("sl", Kind::Streetlight, minutes(60), json!({"fault": "0"})),
+            reading("sl", Kind::Streetlight, minutes(70), json!({"fault": "0"})),
+        ],
+    );
     let changes: Vec<_> = after.iter().map(|d| d.change).collect();
     assert_eq!(changes, [Change::Resolved]);
 }

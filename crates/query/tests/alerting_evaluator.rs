@@ -81,6 +81,15 @@ async fn alerting_river_rises_escalates_and_clears() -> anyhow::Result<()> {
         assert!(sent.ends_with("+08:00"), "CAP times carry the city's offset: {sent}");
         earlier.push(json!({"sender": body["sender"], "identifier": identifier, "sent": body["sent"]}));
     }
+    // Every message the live path stored renders to a schema-valid CAP 1.2 document.
+    let documents: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            let message: citygauge_alerts::Message = serde_json::from_value(m.get(2))?;
+            Ok(citygauge_alerts::cap::render_linked(&message, "http://citygauge.test")?)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    validate_cap(&documents)?;
     assert!(evaluator.metrics.alert_decisions.with_label_values(&["raised"]).get() == 1);
     evaluator.stop().await
 }

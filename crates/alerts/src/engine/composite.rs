@@ -11,9 +11,10 @@
 //! confirmed (debounced) grades, so a diagnosis is as steady as they are.
 //! A river gauge that is unknown or suspect gives no diagnosis.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
+use citygauge_domain::Kind;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -64,9 +65,27 @@ impl CompositeRules {
 pub struct Composite {
     /// Road sensor → the diagnosis standing now.
     held: BTreeMap<String, RuleId>,
+    /// River station → the road sensors that name it, built from the
+    /// registry when first needed (and again after [`Composite::registry_changed`]):
+    /// a river reading re-examines its roads only, not every flooded road.
+    roads_by_station: Option<HashMap<String, Vec<String>>>,
+}
+
+/// What one flooded road and its river say now.
+struct Diagnosis {
+    rule: RuleId,
+    station: String,
+    flood_grade: u8,
+    river_grade: u8,
 }
 
 impl Composite {
+    /// The registry changed: river-station mappings are read again.
+    pub fn registry_changed(&mut self) {
+        self.roads_by_station = None;
+    }
+
+    /// Re-examines the roads a river or road reading bears on.
     pub fn observe(
         &mut self,
         cx: &Context<'_>,
@@ -75,9 +94,21 @@ impl Composite {
         flood: &super::flood::Flood,
         out: &mut Vec<Assessment>,
     ) {
-        self.assess(cx, obs.ts, water, flood, out);
+        match obs.kind {
+            Kind::FloodDepth => self.update(cx, &obs.sensor_id, obs.ts, water, flood, out),
+            Kind::WaterLevel => {
+                let by_station = self.roads_by_station.get_or_insert_with(|| roads_by_station(cx));
+                let Some(roads) = by_station.get(&obs.sensor_id).cloned() else { return };
+                for road in &roads {
+                    self.update(cx, road, obs.ts, water, flood, out);
+                }
+            }
+            _ => {}
+        }
     }
 
+    /// Every flooded or diagnosed road, in id order (health verdicts may have
+    /// moved on the clock: a spike gone quiet).
     pub fn tick(
         &mut self,
         cx: &Context<'_>,
@@ -86,71 +117,90 @@ impl Composite {
         flood: &super::flood::Flood,
         out: &mut Vec<Assessment>,
     ) {
-        self.assess(cx, now, water, flood, out);
+        let mut roads: BTreeSet<String> = self.held.keys().cloned().collect();
+        roads.extend(flood.flooded().map(|(road, _)| road.to_string()));
+        for road in &roads {
+            self.update(cx, road, now, water, flood, out);
+        }
     }
 
-    /// Compares what the flooded roads and their rivers say now with the
-    /// diagnoses held, and reports the changes (road sensor id order).
-    fn assess(
+    /// What `road` and its river say now, if anything.
+    fn diagnose(
+        &self,
+        cx: &Context<'_>,
+        road: &str,
+        water: &super::water::Water,
+        flood: &super::flood::Flood,
+    ) -> Option<Diagnosis> {
+        let flood_grade = flood.grade(road)?;
+        let rules = &cx.rules_for(road).composite;
+        if !rules.enabled || flood_grade < rules.min_flood_grade || cx.suspect(road).is_some() {
+            return None;
+        }
+        let station = cx.sensor(road)?.installation.get("river_station").and_then(|v| v.as_str())?;
+        let river_grade = if cx.suspect(station).is_some() { None } else { water.grade(station) };
+        let rule = match river_grade {
+            Some(0) => Some(RuleId::DrainageSuspected),
+            Some(g) if g >= rules.backwater_river_grade => Some(RuleId::RiverBackwater),
+            // River unknown, suspect, or between the two: the diagnosis
+            // held stands (the dead band is the hysteresis).
+            _ => None,
+        };
+        let rule = rule.or_else(|| self.held.get(road).copied())?;
+        Some(Diagnosis { rule, station: station.to_string(), flood_grade, river_grade: river_grade.unwrap_or(0) })
+    }
+
+    /// Compares what `road` says now with the diagnosis held: a cleared or
+    /// switched diagnosis first, then the new one.
+    fn update(
         &mut self,
         cx: &Context<'_>,
+        road: &str,
         at: DateTime<Utc>,
         water: &super::water::Water,
         flood: &super::flood::Flood,
         out: &mut Vec<Assessment>,
     ) {
-        let mut now: BTreeMap<String, (RuleId, String, u8, u8)> = BTreeMap::new();
-        for (road, flood_grade) in flood.flooded() {
-            let rules = &cx.rules_for(road).composite;
-            if !rules.enabled || flood_grade < rules.min_flood_grade || cx.suspect(road).is_some() {
-                continue;
-            }
-            let Some(sensor) = cx.sensor(road) else { continue };
-            let Some(station) = sensor.installation.get("river_station").and_then(|v| v.as_str()) else { continue };
-            let river_grade = if cx.suspect(station).is_some() { None } else { water.grade(station) };
-            let rule = match river_grade {
-                Some(0) => Some(RuleId::DrainageSuspected),
-                Some(g) if g >= rules.backwater_river_grade => Some(RuleId::RiverBackwater),
-                // River unknown, suspect, or between the two: the diagnosis
-                // held stands (the dead band is the hysteresis).
-                _ => None,
-            };
-            match rule.or_else(|| self.held.get(road).copied()) {
-                Some(rule) => {
-                    now.insert(road.to_string(), (rule, station.to_string(), flood_grade, river_grade.unwrap_or(0)));
-                }
-                None => continue,
-            }
+        let now = self.diagnose(cx, road, water, flood);
+        let held = self.held.get(road).copied();
+        if held == now.as_ref().map(|d| d.rule) {
+            return;
         }
-        // Cleared or switched diagnoses first, then the standing ones.
-        let held = std::mem::take(&mut self.held);
-        for (road, rule) in &held {
-            if now.get(road).is_none_or(|(r, ..)| r != rule) {
-                out.push(Assessment { key: AlertKey::sensor(*rule, road), at, verdict: Verdict::Clear });
-            }
+        if let Some(rule) = held {
+            self.held.remove(road);
+            out.push(Assessment { key: AlertKey::sensor(rule, road), at, verdict: Verdict::Clear });
         }
-        for (road, (rule, station, flood_grade, river_grade)) in now {
-            if held.get(&road) == Some(&rule) {
-                self.held.insert(road, rule);
-                continue;
-            }
-            let sensor = cx.sensor(&road);
-            let mut s = state_for(rule, sensor, 1, rule.as_str(), Severity::Moderate, cx.rules.road_flooding.radius_m);
-            let river = cx.sensor(&station).and_then(|s| s.name.clone()).unwrap_or_else(|| station.clone());
-            if rule == RuleId::DrainageSuspected {
-                s.description_en = format!("The road is flooded (grade {flood_grade}) while {river} is below its warning levels: water is not reaching the river. Check drains, culverts and pumping stations.");
-                s.description_zh = format!("道路淹水（等級 {flood_grade}），但鄰近河川 {river} 水位未達警戒，疑似排水不良（雨水無法排入河川），請檢查側溝、箱涵及抽水站。");
-            } else {
-                s.description_en = format!("The road is flooded (grade {flood_grade}) while {river} is at warning grade {river_grade}: the city cannot drain into the river. Consider closing flood gates and running pumps.");
-                s.description_zh = format!("道路淹水（等級 {flood_grade}），且鄰近河川 {river} 水位達警戒等級 {river_grade}，疑似河川水位頂托致無法排水，請評估關閉防洪閘門並啟動抽水。");
-            }
-            s.details.insert("river_station".into(), json!(station));
-            s.details.insert("flood_grade".into(), json!(flood_grade));
-            s.details.insert("river_grade".into(), json!(river_grade));
-            out.push(Assessment { key: AlertKey::sensor(rule, &road), at, verdict: Verdict::Active(s) });
-            self.held.insert(road, rule);
+        let Some(Diagnosis { rule, station, flood_grade, river_grade }) = now else { return };
+        let sensor = cx.sensor(road);
+        let mut s = state_for(rule, sensor, 1, rule.as_str(), Severity::Moderate, cx.rules.road_flooding.radius_m);
+        let river = cx.sensor(&station).and_then(|s| s.name.clone()).unwrap_or_else(|| station.clone());
+        if rule == RuleId::DrainageSuspected {
+            s.description_en = format!("The road is flooded (grade {flood_grade}) while {river} is below its warning levels: water is not reaching the river. Check drains, culverts and pumping stations.");
+            s.description_zh = format!("道路淹水（等級 {flood_grade}），但鄰近河川 {river} 水位未達警戒，疑似排水不良（雨水無法排入河川），請檢查側溝、箱涵及抽水站。");
+        } else {
+            s.description_en = format!("The road is flooded (grade {flood_grade}) while {river} is at warning grade {river_grade}: the city cannot drain into the river. Consider closing flood gates and running pumps.");
+            s.description_zh = format!("道路淹水（等級 {flood_grade}），且鄰近河川 {river} 水位達警戒等級 {river_grade}，疑似河川水位頂托致無法排水，請評估關閉防洪閘門並啟動抽水。");
+        }
+        s.details.insert("river_station".into(), json!(station));
+        s.details.insert("flood_grade".into(), json!(flood_grade));
+        s.details.insert("river_grade".into(), json!(river_grade));
+        out.push(Assessment { key: AlertKey::sensor(rule, road), at, verdict: Verdict::Active(s) });
+        self.held.insert(road.to_string(), rule);
+    }
+}
+
+/// River station → road sensors naming it (`installation.river_station`), roads in id order.
+fn roads_by_station(cx: &Context<'_>) -> HashMap<String, Vec<String>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for sensor in cx.sensors.values() {
+        if let Some(station) = sensor.installation.get("river_station").and_then(|v| v.as_str()) {
+            map.entry(station.to_string()).or_default().push(sensor.id.clone());
         }
     }
+    for roads in map.values_mut() {
+        roads.sort();
+    }
+    map
 }
 
 #[cfg(test)]

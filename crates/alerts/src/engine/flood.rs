@@ -144,6 +144,11 @@ impl Flood {
             .map(|(id, s)| (id.as_str(), s.tracker.grade))
     }
 
+    /// One road sensor's confirmed grade, when flooded and its latest reading trusted.
+    pub fn grade(&self, sensor_id: &str) -> Option<u8> {
+        self.sites.get(sensor_id).filter(|s| s.trusted && s.tracker.grade > 0).map(|s| s.tracker.grade)
+    }
+
     pub fn observe(&mut self, cx: &Context<'_>, obs: &Observation, out: &mut Vec<Assessment>) {
         if obs.kind != Kind::FloodDepth {
             return;

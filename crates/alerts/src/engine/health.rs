@@ -18,7 +18,7 @@
 
 mod checks;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 use citygauge_domain::Kind;
@@ -95,7 +95,9 @@ const AT_ONCE: Confirm = Confirm { raise_readings: 1, clear_readings: 1, clear_d
 pub struct Health {
     /// The first input seen: a sensor never heard from is silent counted from here.
     started: Option<DateTime<Utc>>,
-    sensors: BTreeMap<String, SensorHealth>,
+    /// Looked up on every reading by every hazard ([`Health::suspect`]);
+    /// never iterated, so its order cannot leak into decisions.
+    sensors: HashMap<String, SensorHealth>,
     rain: BTreeMap<String, checks::RainLog>,
     /// The sensors watched for silence, in id order: built from the
     /// registry once (not on every tick: a city has 100,000+ lamps that are
@@ -103,6 +105,14 @@ pub struct Health {
     watched: Option<Vec<String>>,
     /// Sensors with a spike pending or open: the only ones a tick must revisit.
     spiking: BTreeSet<String>,
+    /// The earliest a watched sensor can fall silent: ticks before it skip
+    /// the silence scan (readings only push deadlines later; a sensor coming
+    /// back from silence, or a registry change, resets it).
+    silence_due: Option<DateTime<Utc>>,
+    /// The minute (of the epoch) the dry-gauge check last ran: it compares
+    /// hour-long windows, so once a minute is plenty, and it then confirms
+    /// per minute whatever the tick rate (replay and live agree).
+    dry_checked_minute: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -143,6 +153,7 @@ impl Health {
     /// The registry or the rules changed: the watch list is rebuilt at the next tick.
     pub fn registry_changed(&mut self) {
         self.watched = None;
+        self.silence_due = None;
     }
 
     pub fn observe(&mut self, cx: &Context<'_>, obs: &Observation, out: &mut Vec<Assessment>) {
@@ -161,6 +172,7 @@ impl Health {
         s.last_seen = Some(previous.map_or(obs.ts, |p| p.max(obs.ts)));
         if s.silent {
             s.silent = false;
+            self.silence_due = None;
             out.push(Assessment {
                 key: AlertKey::sensor(RuleId::SensorSilent, &sensor.id),
                 at: obs.ts,
@@ -256,7 +268,9 @@ impl Health {
             ids.sort();
             ids
         });
-        for id in watched.iter() {
+        let scan = self.silence_due.is_none_or(|due| now > due);
+        let mut due: Option<DateTime<Utc>> = None;
+        for id in watched.iter().filter(|_| scan) {
             let Some(sensor) = cx.sensor(id) else { continue };
             let rules = &cx.rules_for(&sensor.id).health;
             if !self.sensors.contains_key(id) {
@@ -276,7 +290,15 @@ impl Health {
                     st.details.insert("last_seen".into(), json!(last_seen.map(|t| t.to_rfc3339())));
                     st.details.insert("expected_interval_s".into(), json!(interval));
                 });
+            } else if !s.silent {
+                let deadline = last + Duration::seconds(limit);
+                due = Some(due.map_or(deadline, |d| d.min(deadline)));
             }
+        }
+        if scan {
+            // Nothing left to fall silent (all silent, or none watched): the
+            // next reading that ends a silence, or a registry change, rescans.
+            self.silence_due = Some(due.unwrap_or(DateTime::<Utc>::MAX_UTC));
         }
         // Spikes go quiet.
         let spiking = std::mem::take(&mut self.spiking);
@@ -289,10 +311,16 @@ impl Health {
         }
         // Rain gauges dry in a wet district.
         let flat_rules = &cx.rules.health.flatline;
-        if cx.rules.health.enabled && flat_rules.enabled && flat_rules.rain_enabled {
+        let minute = now.timestamp().div_euclid(60);
+        let new_minute = self.dry_checked_minute.is_none_or(|m| minute > m);
+        if new_minute && cx.rules.health.enabled && flat_rules.enabled && flat_rules.rain_enabled {
+            self.dry_checked_minute = Some(minute);
             for (id, verdict) in checks::dry_gauges(&self.rain, now, flat_rules) {
                 let (Some(dry), Some(sensor)) = (verdict, cx.sensor(&id)) else { continue };
-                let s = self.sensors.entry(id.clone()).or_default();
+                if !self.sensors.contains_key(&id) {
+                    self.sensors.insert(id.clone(), SensorHealth::default());
+                }
+                let Some(s) = self.sensors.get_mut(&id) else { continue };
                 let held = s.flat.grade;
                 let g = s.flat.observe(now, u8::from(dry), &flat_rules.confirm);
                 let window_min = flat_rules.rain_window_s / 60;

@@ -185,3 +185,37 @@ pub async fn events(db: &TestDatabase, subject: &str) -> anyhow::Result<Vec<(Str
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
+
+/// Validates CAP documents against the OASIS CAP 1.2 schema with xmllint
+/// (installed when missing if `CITYGAUGE_REQUIRE_XMLLINT=1`, as
+/// deploy/test.sh sets; otherwise skipped when absent).
+pub fn validate_cap(documents: &[String]) -> anyhow::Result<()> {
+    let required = std::env::var("CITYGAUGE_REQUIRE_XMLLINT").is_ok_and(|v| v == "1");
+    let xmllint = if required {
+        citygauge_stack::ensure_xmllint()?
+    } else {
+        match citygauge_stack::ensure_xmllint() {
+            Ok(path) => path,
+            Err(error) => {
+                eprintln!("skipping CAP schema validation: {error}");
+                return Ok(());
+            }
+        }
+    };
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerts/tests/fixtures/CAP-v1.2.xsd");
+    let dir = tempfile::tempdir()?;
+    let mut files = Vec::new();
+    for (i, document) in documents.iter().enumerate() {
+        let file = dir.path().join(format!("message-{i}.xml"));
+        std::fs::write(&file, document)?;
+        files.push(file);
+    }
+    let out = std::process::Command::new(xmllint).arg("--noout").arg("--schema").arg(&schema).args(&files).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "CAP documents fail the OASIS schema:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        documents.join("\n\n")
+    );
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! Rule `district_rainfall`: a district stands at its worst gauge's
 //! (confirmed) class; the details say which gauge and how many gauges reach
-//! each class. Gauges whose readings are suspect do not count. The grade is
+//! each class. Gauges that health holds suspect do not count. The grade is
 //! built from debounced gauge grades, so it is as steady as they are.
 
 use std::collections::BTreeMap;
@@ -23,7 +23,10 @@ pub(super) fn assess(
     let members: Vec<(&String, u8)> = gauges
         .iter()
         .filter(|(_, g)| g.district.as_deref() == Some(district))
-        .map(|(id, g)| (id, if g.trusted && cx.suspect(id).is_none() { g.tracker.grade } else { 0 }))
+        // A gauge whose health alert makes it suspect does not count; one
+        // flagged reading does not (the gauge keeps its confirmed class):
+        // a district must not clear and re-raise with each flagged reading.
+        .map(|(id, g)| (id, if cx.suspect(id).is_none() { g.tracker.grade } else { 0 }))
         .collect();
     let worst = members.iter().map(|(_, g)| *g).max().unwrap_or(0);
     let key = AlertKey::district(RuleId::DistrictRainfall, district);
