@@ -71,13 +71,55 @@ fn an_out_of_range_reading_raises_maintenance_from_the_first_reading() {
 
 #[test]
 fn a_silent_sensor_is_raised_by_the_clock_and_cleared_by_its_next_reading() {
-    let mut e = engine(vec![river("r1")]);
-    let d = run(&mut e, vec![level("r1", at_min(0), 1.0), Input::Tick(at_min(29)), Input::Tick(at_min(31))]);
+    let mut e = engine(vec![river("r1"), river("r2")]);
+    // r2 keeps reporting, so the data clock moves on without r1.
+    let d = run(
+        &mut e,
+        vec![
+            level("r1", at_min(0), 1.0),
+            level("r2", at_min(0), 1.0),
+            level("r2", at_min(29), 1.01),
+            Input::Tick(at_min(29)),
+            level("r2", at_min(31), 1.0),
+            Input::Tick(at_min(31)),
+        ],
+    );
     let silent = of(&d, RuleId::SensorSilent);
     assert_eq!((silent.len(), silent[0].at), (1, at_min(31)), "{d:#?}");
+    assert_eq!(silent[0].key.subject, "r1");
     assert_eq!(silent[0].state.details["expected_interval_s"], 600);
     let d = run(&mut e, vec![level("r1", at_min(40), 1.0)]);
     assert_eq!(changes(&d, RuleId::SensorSilent), vec![Change::Resolved]);
+}
+
+#[test]
+fn silence_is_judged_on_the_data_clock_not_the_wall_clock() {
+    // A backfill: readings hours behind the ticks (a gateway catching up,
+    // `dev` replaying at 360×) make no one silent.
+    let mut e = engine(vec![river("r1"), river("r2")]);
+    let wall = at_min(6 * 60);
+    let mut inputs = Vec::new();
+    for m in (0..60).step_by(10) {
+        inputs.push(level("r1", at_min(m), 1.0 + m as f64 * 1e-3));
+        inputs.push(level("r2", at_min(m), 1.0 + m as f64 * 1e-3));
+        inputs.push(Input::Tick(wall + chrono::Duration::seconds(m)));
+    }
+    let d = run(&mut e, inputs);
+    assert!(of(&d, RuleId::SensorSilent).is_empty(), "{d:#?}");
+    // The whole city going quiet is the platform's outage, not a ticket per sensor.
+    let d = run(&mut e, vec![Input::Tick(wall + chrono::Duration::hours(3))]);
+    assert!(of(&d, RuleId::SensorSilent).is_empty(), "{d:#?}");
+}
+
+#[test]
+fn a_sensor_never_heard_from_is_not_silent_unless_the_registry_saw_it() {
+    let mut e = engine(vec![river("r1"), river("quiet"), river("gone")]);
+    // `gone` reported before the engine's history began; `quiet` never did.
+    e.seed_last_seen([("gone".to_string(), at_min(-600))]);
+    let inputs = (0..8).map(|i| level("r1", at_min(10 * i), 1.0 + i as f64 * 1e-3)).chain([Input::Tick(at_min(75))]);
+    let d = run(&mut e, inputs.collect());
+    let silent: Vec<&str> = of(&d, RuleId::SensorSilent).iter().map(|d| d.key.subject.as_str()).collect();
+    assert_eq!(silent, ["gone"], "{d:#?}");
 }
 
 #[test]

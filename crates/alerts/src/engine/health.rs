@@ -5,7 +5,16 @@
 //! - `sensor_silent`: no reading past the expected interval (registry
 //!   `installation.cadence_s`) times `silent_factor` (3, as the query
 //!   service's "stale"), at least `silent_min_s`; tick-driven, cleared by
-//!   the next reading.
+//!   the next reading. Silence is judged against the *data clock*: the
+//!   latest credible reading time the engine has seen (capped by the tick).
+//!   During a backfill (a gateway catching up, `dev` replaying hours at
+//!   360×) the wall clock runs hours ahead of the readings, and judged
+//!   against it every sensor would look silent: 2,000 tickets that clear a
+//!   minute later. Against the data clock a sensor is silent when the city
+//!   moved on without it. When nothing arrives at all, that is the
+//!   platform's outage (ingest `/readyz`, its metrics), not one ticket per
+//!   sensor. A sensor never heard from (since the registry's `last_seen`,
+//!   see [`Health::seed_last_seen`]) has no cadence to miss yet: not silent.
 //! - `sensor_flatline`: see [`checks::FlatlineRules`]; ingest does not
 //!   detect flat lines, this family does.
 //! - `sensor_out_of_range`: ingest's `out_of_range:*` (bad) readings.
@@ -93,8 +102,8 @@ const AT_ONCE: Confirm = Confirm { raise_readings: 1, clear_readings: 1, clear_d
 /// This family's state across readings.
 #[derive(Debug, Default)]
 pub struct Health {
-    /// The first input seen: a sensor never heard from is silent counted from here.
-    started: Option<DateTime<Utc>>,
+    /// The latest credible reading time seen (not `future_ts`/`clock_unset`).
+    data_clock: Option<DateTime<Utc>>,
     /// Looked up on every reading by every hazard ([`Health::suspect`]);
     /// never iterated, so its order cannot leak into decisions.
     sensors: HashMap<String, SensorHealth>,
@@ -118,6 +127,9 @@ pub struct Health {
 #[derive(Debug, Default)]
 struct SensorHealth {
     last_seen: Option<DateTime<Utc>>,
+    /// The registry's last receipt, from before the engine's history (a
+    /// sensor silent longer than the warm-up stays silent across a restart).
+    seen_before: Option<DateTime<Utc>>,
     silent: bool,
     run: checks::Run,
     flat: Tracker,
@@ -150,6 +162,15 @@ impl Health {
         Some(AlertKey::sensor(rule, sensor_id))
     }
 
+    /// When each sensor was last heard of before the engine's history began
+    /// (the registry's `last_seen`): silence then spans a restart.
+    pub fn seed_last_seen(&mut self, seen: impl IntoIterator<Item = (String, DateTime<Utc>)>) {
+        for (id, at) in seen {
+            self.sensors.entry(id).or_default().seen_before = Some(at);
+        }
+        self.silence_due = None;
+    }
+
     /// The registry or the rules changed: the watch list is rebuilt at the next tick.
     pub fn registry_changed(&mut self) {
         self.watched = None;
@@ -157,7 +178,9 @@ impl Health {
     }
 
     pub fn observe(&mut self, cx: &Context<'_>, obs: &Observation, out: &mut Vec<Assessment>) {
-        self.started.get_or_insert(obs.ts);
+        if obs.time_trusted() && self.data_clock.is_none_or(|c| obs.ts > c) {
+            self.data_clock = Some(obs.ts);
+        }
         let Some(sensor) = cx.sensor(&obs.sensor_id) else { return };
         let rules = &cx.rules_for(&sensor.id).health;
         if !rules.enabled {
@@ -253,7 +276,8 @@ impl Health {
     }
 
     pub fn tick(&mut self, cx: &Context<'_>, now: DateTime<Utc>, out: &mut Vec<Assessment>) {
-        let started = *self.started.get_or_insert(now);
+        // Silence is judged on the data clock (see the module doc).
+        let judged = self.data_clock.map(|c| c.min(now));
         // Silence, in id order for a deterministic output.
         let watched = self.watched.get_or_insert_with(|| {
             let mut ids: Vec<String> = cx
@@ -268,7 +292,8 @@ impl Health {
             ids.sort();
             ids
         });
-        let scan = self.silence_due.is_none_or(|due| now > due);
+        let scan = judged.is_some_and(|j| self.silence_due.is_none_or(|due| j > due));
+        let judged = judged.unwrap_or(now);
         let mut due: Option<DateTime<Utc>> = None;
         for id in watched.iter().filter(|_| scan) {
             let Some(sensor) = cx.sensor(id) else { continue };
@@ -279,11 +304,11 @@ impl Health {
             let Some(s) = self.sensors.get_mut(id) else { continue };
             let interval = expected_interval(sensor, rules);
             let limit = ((interval as f64 * rules.silent_factor) as i64).max(rules.silent_min_s);
-            let last = s.last_seen.unwrap_or(started);
-            if !s.silent && now - last > Duration::seconds(limit) {
+            let Some(last) = s.last_seen.or(s.seen_before) else { continue };
+            if !s.silent && judged - last > Duration::seconds(limit) {
                 s.silent = true;
                 let last_seen = s.last_seen;
-                transition(out, RuleId::SensorSilent, sensor, now, 0, 1, |st| {
+                transition(out, RuleId::SensorSilent, sensor, judged, 0, 1, |st| {
                     let when = last_seen.map_or_else(|| "never".to_string(), |t| t.to_rfc3339());
                     st.description_en = format!("No reading since {when} (expected every {interval} s).");
                     st.description_zh = format!("自 {when} 起無資料回傳（應每 {interval} 秒回傳）。");

@@ -198,6 +198,13 @@ impl Engine {
         &self.sensors
     }
 
+    /// The registry's `last_seen` of each sensor, before the stored history
+    /// the engine is warmed up on: a sensor silent for longer than the
+    /// warm-up stays silent across a restart (see `health`).
+    pub fn seed_last_seen(&mut self, seen: impl IntoIterator<Item = (String, DateTime<Utc>)>) {
+        self.health.seed_last_seen(seen);
+    }
+
     pub fn set_silences(&mut self, silences: Vec<Silence>) {
         self.silences = silences;
     }
