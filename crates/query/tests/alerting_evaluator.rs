@@ -5,6 +5,9 @@
 //! - a river rising through the three levels raises, escalates, clears;
 //! - a restart mid-storm: no duplicate alert, a missed clear applied, an
 //!   alert raised while down raised once;
+//! - an alert that rests on days of history (a sewer line's sediment fit
+//!   over a week of daily minima) survives a restart, and a replay warms the
+//!   line up over its days while a river gauge gets its 25 h;
 //! - two evaluators on one database: one evaluates, every alert fires once,
 //!   and killing the leader's connection hands over within seconds;
 //! - replaying the same readings gives the live timeline.
@@ -143,6 +146,112 @@ async fn alerting_restart_mid_storm_keeps_state() -> anyhow::Result<()> {
         "the escalation while down stored once"
     );
     third.stop().await
+}
+
+/// (state, kinds of its events) of each sewer sediment alert about `line`, oldest first.
+async fn sediment_alerts(
+    db: &citygauge_testkit::TestDatabase,
+    line: &str,
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let client = db.client().await?;
+    let rows = client
+        .query(
+            "SELECT a.state, array_agg(e.kind ORDER BY e.id) FROM alerts a JOIN alert_events e ON e.alert_id = a.id
+              WHERE a.rule = 'sewer_sediment' AND a.subject = $1 GROUP BY a.id ORDER BY a.id",
+            &[&line],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+#[tokio::test]
+async fn alerting_sewer_sediment_alert_survives_a_restart() -> anyhow::Result<()> {
+    use chrono::DurationRound;
+    use citygauge_domain::Kind;
+    use citygauge_query::alerting::history::{self, HistoryPlan};
+
+    let (db, store) = city(&["kh-wl-0001"]).await?;
+    let (river, line, gauge, elsewhere) = ("kh-wl-0001", "kh-sw-0001", "kh-rf-0001", "kh-rf-0002");
+    let client = db.client().await?;
+    for (id, kind, subkind, district) in [
+        (line, "water_level", "sewer", "Lingya"),
+        (gauge, "rainfall", "tipping_bucket", "Lingya"),
+        (elsewhere, "rainfall", "tipping_bucket", "Zuoying"),
+    ] {
+        client
+            .execute(
+                "INSERT INTO sensors (id, kind, subkind, name, district, location, installation, thresholds, status)
+                 VALUES ($1, $2, $3, $1, $4, ST_SetSRID(ST_MakePoint(120.31, 22.63), 4326),
+                         '{\"cadence_s\": 3600}', '{}', 'active')",
+                &[&id, &kind, &subkind, &district],
+            )
+            .await?;
+    }
+    // Nine dry days of hourly levels whose daily minimum creeps up 2 cm a
+    // day (with a small swing within the day), then a river reading three
+    // days ago and one two hours ago. All stored before anyone evaluates.
+    let hours = chrono::Duration::hours;
+    let now = Utc::now().duration_trunc(hours(1))?;
+    let start = now - chrono::Duration::days(9);
+    let mut readings: Vec<_> = (0..9 * 24)
+        .map(|h| {
+            let level = 0.30 + 0.02 * h as f64 / 24.0 + 0.005 * (h % 4) as f64;
+            citygauge_testkit::city::level(line, start + hours(h), level)
+        })
+        .collect();
+    readings.push(citygauge_testkit::city::level(river, now - chrono::Duration::days(3), 1.0));
+    readings.push(citygauge_testkit::city::level(river, now - hours(2), 1.1));
+    citygauge_testkit::city::write(&store, readings).await?;
+
+    // The first evaluator finds the creep in its warm-up and raises it once.
+    let first = Evaluator::start(&db)?;
+    first.wait_leading().await?;
+    let raised = sediment_alerts(&db, line).await?;
+    assert_eq!(raised, [("open".to_string(), vec!["raised".to_string()])], "{}", dump(&db).await?);
+    first.stop().await?;
+
+    // A restart rebuilds the week of minima: the alert stays open, nothing is
+    // resolved or raised again.
+    let before = db.count("SELECT count(*) FROM alert_events").await?;
+    let second = Evaluator::start(&db)?;
+    second.wait_leading().await?;
+    assert_eq!(sediment_alerts(&db, line).await?, raised, "{}", dump(&db).await?);
+    assert_eq!(db.count("SELECT count(*) FROM alert_events").await?, before, "{}", dump(&db).await?);
+    second.stop().await?;
+
+    // The plan: the line back its days, its district's rain gauge further
+    // (wet or dry days), the river and the other district's gauge their windows.
+    let (rules, _) = history::rules_in_force(&client, None, false).await?;
+    let sensors = history::sensors(&client, &rules).await?;
+    let from = now - hours(1);
+    let plan = HistoryPlan::new(&rules, &sensors, replay::WARMUP, from);
+    let water = plan.kind(Kind::WaterLevel).unwrap();
+    assert_eq!(water.from, from - replay::WARMUP, "river gauges: the minimum");
+    let (sewer_from, ids) = water.long.clone().unwrap();
+    assert_eq!(ids, [line]);
+    assert_eq!(sewer_from, from - rules.warmup_for(Kind::WaterLevel));
+    assert!(sewer_from <= from - chrono::Duration::days(8));
+    let rain = plan.kind(Kind::Rainfall).unwrap();
+    assert_eq!(rain.from, from - rules.warmup_for(Kind::Rainfall).max(replay::WARMUP));
+    let (rain_from, gauges) = rain.long.clone().unwrap();
+    assert_eq!(gauges, [gauge], "only the rain gauges of the lines' districts");
+    assert!(rain_from < sewer_from - hours(12), "the rain that made the first days wet");
+    assert_eq!(plan.start(), rain_from);
+    for kind in [Kind::FloodDepth, Kind::AirQuality, Kind::Streetlight] {
+        assert_eq!(plan.kind(kind).unwrap().long, None);
+    }
+
+    // A replay warms up the same way: the alert is open at its start, and
+    // the river's reading three days back was not read.
+    let pool = pool(&db.url)?;
+    let timeline = replay::replay(&pool, from, now, None).await?;
+    assert_eq!(timeline.warmup_from, plan.start());
+    let open: Vec<(&str, &str)> =
+        timeline.open_at_start.iter().map(|e| (e.rule.as_str(), e.subject.as_str())).collect();
+    assert!(open.contains(&("sewer_sediment", line)), "{open:?}");
+    let line_readings = (0..9 * 24).filter(|h| start + hours(*h) > sewer_from).count() as u64;
+    assert_eq!(timeline.readings, line_readings + 1, "the line's days and the river's last reading");
+    Ok(())
 }
 
 /// The backend that holds the evaluation lease.

@@ -17,8 +17,10 @@ pub struct AlertingConfig {
     /// How often the evaluator's clock ticks (silence, windows sliding, dusk).
     #[arg(long, env = "CITYGAUGE_ALERTS_TICK_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub alerts_tick_ms: u64,
-    /// Hours of stored readings the evaluator replays at start to rebuild
-    /// its windows (the longest rule window: 24 h of rain).
+    /// The least hours of stored readings the evaluator replays at start to
+    /// rebuild its windows. Each kind gets at least this, more when its rules
+    /// read further back (24 h 15 min of rain; for sewer lines, the sediment
+    /// fit's days of daily minima: 8 days by default).
     #[arg(long, env = "CITYGAUGE_ALERTS_WARMUP_HOURS", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=720))]
     pub alerts_warmup_hours: u32,
     /// How often a standby replica tries to take the evaluation lease.

@@ -7,9 +7,11 @@
 //!    registry) before loading anything, so nothing committed meanwhile is
 //!    missed;
 //! 2. load the rule set in force, the active sensors, the silences;
-//! 3. warm up: run a fresh engine over the last `--alerts-warmup-hours` of
-//!    stored readings through `engine::run` (the replay path), storing
-//!    nothing, so rolling windows and confirmations are rebuilt;
+//! 3. warm up: run a fresh engine over the stored readings through
+//!    `engine::run` (the replay path), storing nothing, so rolling windows
+//!    and confirmations are rebuilt: per kind the longest window its rules
+//!    read, at least `--alerts-warmup-hours`, and the sewer rules' days for
+//!    sewer lines ([`history::HistoryPlan`]);
 //! 4. reconcile with the alerts the database holds open: store what changed
 //!    while no one evaluated (alerts raised, escalated, cleared), never
 //!    raising twice what is open; then adopt the open alerts;
@@ -110,14 +112,22 @@ async fn session(
     let (rules, source) = history::rules_in_force(&lease.client, file, true).await?;
     let sensors = history::sensors(&lease.client, &rules).await?;
     let sensor_count = sensors.len();
+    let until = Utc::now();
+    let minimum = chrono::Duration::hours(i64::from(cx.config.alerts_warmup_hours));
+    let plan = history::HistoryPlan::new(&rules, &sensors, minimum, until);
     let mut engine = Engine::new(rules, sensors);
     engine.set_silences(history::silences(&lease.client).await?);
+    // A sensor silent for longer than the warm-up stays silent (health
+    // judges it from the registry's last receipt).
+    let seen = lease
+        .client
+        .query("SELECT id, last_seen FROM sensors WHERE status = 'active' AND last_seen IS NOT NULL", &[])
+        .await?;
+    engine.seed_last_seen(seen.iter().map(|row| (row.get::<_, String>(0), row.get::<_, chrono::DateTime<Utc>>(1))));
 
     // Warm up on stored readings, storing nothing.
-    let until = Utc::now();
-    let from = until - chrono::Duration::hours(i64::from(cx.config.alerts_warmup_hours));
     let tick_s = tick_seconds(&cx.config);
-    let ran = history::run_engine(engine, &cx.pool, from, until, tick_s, Some(listen_at - REPEAT_WINDOW))
+    let ran = history::run_engine(engine, &cx.pool, &plan, until, tick_s, Some(listen_at - REPEAT_WINDOW))
         .instrument(info_span!("alert_warmup"))
         .await?;
     let (mut engine, mut warm, mut seen) = (ran.engine, ran.decisions, ran.seen);
@@ -138,6 +148,7 @@ async fn session(
         sensors = sensor_count,
         rules = source.as_str(),
         warmup_readings = ran.readings,
+        warmup_from = %plan.start(),
         open = engine.active().len(),
         reconciled,
         "alerts: engine warmed up; evaluating the change stream"

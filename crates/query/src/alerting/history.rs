@@ -2,6 +2,11 @@
 //! registry as the engine sees it, the rule set in force, silences, the
 //! alerts held open, and stored readings in time order for warm-up and replay.
 //!
+//! How far back the warm-up reads is per kind ([`HistoryPlan`]): each kind's
+//! longest rule window ([`RuleSet::warmup_for`]), never less than the
+//! configured minimum, and the long history of the sewer rules (days of
+//! daily minima) only for sewer lines and the rain gauges of their districts.
+//!
 //! Readings are read window by window (a few minutes of every table per
 //! query) and handed to the engine on a blocking thread through a small
 //! channel, so a long period streams through [`citygauge_alerts::engine::run`]
@@ -21,6 +26,7 @@ use citygauge_domain::{Field, Kind, QualityLevel};
 use deadpool_postgres::Pool;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 use tracing::{debug, info, warn};
 
@@ -30,6 +36,9 @@ use crate::QueryError;
 const DEFAULT_INTERVAL_S: i64 = crate::cache::DEFAULT_INTERVAL_S;
 /// The stretch of readings one query reads.
 const WINDOW: Duration = Duration::minutes(15);
+/// The stretch one query reads while only the long histories (sewer lines
+/// and their districts' rain gauges) are being read: a few sensors' readings.
+const LONG_WINDOW: Duration = Duration::hours(1);
 /// Windows read ahead of the engine.
 const READ_AHEAD: usize = 2;
 /// Bulk reads run once per warm-up or replay; they get more than API time.
@@ -271,25 +280,160 @@ pub async fn key_of(client: &impl GenericClient, alert_id: i64) -> Result<Option
     Ok(row.and_then(|row| Some((AlertKey { rule: RuleId::parse(row.get(0))?, subject: row.get(1) }, row.get(2)))))
 }
 
-/// Readings of every kind with `from < ts <= to`, in time order.
+/// The stored history of one kind a run reads: every sensor's readings after
+/// `from`; before that, back to `long`'s start, only the readings of the
+/// sensors `long` names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindHistory {
+    pub kind: Kind,
+    pub from: DateTime<Utc>,
+    pub long: Option<(DateTime<Utc>, Vec<String>)>,
+}
+
+impl KindHistory {
+    /// The earliest reading of this kind read.
+    pub fn start(&self) -> DateTime<Utc> {
+        self.long.as_ref().map_or(self.from, |(from, _)| *from)
+    }
+}
+
+/// What a warm-up reads of each kind before `at` (where the evaluator
+/// resumes, or where a replay's period starts): the longest window the rules
+/// read ([`RuleSet::warmup_for`]), never less than `minimum`
+/// (`--alerts-warmup-hours`), so the engine's windows, confirmations and
+/// alerts stand where they stood live.
+///
+/// The sewer rules fit days of daily minima (`sewer.sediment.days`, the
+/// night baseline's `odd_hours.baseline_days`) but read only water-level
+/// sensors of subkind `sewer`: those lines get the long history, the other
+/// water-level gauges their own windows (rate of rise, health). A line's
+/// days count as dry from its district's rain (the last hour, then
+/// `dry_after_rain_h` hours), so the rain gauges of the lines' districts are
+/// read back that much further than the lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPlan {
+    pub kinds: Vec<KindHistory>,
+}
+
+impl HistoryPlan {
+    pub fn new(rules: &RuleSet, sensors: &[Sensor], minimum: Duration, at: DateTime<Utc>) -> HistoryPlan {
+        let window = |kind: Kind| rules.warmup_for(kind).max(minimum);
+        let of_kind = |kind: Kind| sensors.iter().filter(move |s| s.kind == Some(kind));
+        let sewers: Vec<&Sensor> =
+            of_kind(Kind::WaterLevel).filter(|s| s.subkind.as_deref() == Some("sewer")).collect();
+        let water_from = at - water_level_warmup_without_sewer(rules).max(minimum);
+        let sewer_from = at - window(Kind::WaterLevel);
+        let sewer_long = (!sewers.is_empty() && sewer_from < water_from)
+            .then(|| (sewer_from, sewers.iter().map(|s| s.id.clone()).collect::<Vec<_>>()));
+        let rain_from = at - window(Kind::Rainfall);
+        let rain_long = sewer_long.as_ref().and_then(|(sewer_from, _)| {
+            let districts: HashSet<&str> = sewers.iter().filter_map(|s| s.district.as_deref()).collect();
+            let gauges: Vec<String> = of_kind(Kind::Rainfall)
+                .filter(|g| g.district.as_deref().is_some_and(|d| districts.contains(d)))
+                .map(|g| g.id.clone())
+                .collect();
+            let from = *sewer_from - rain_lead(rules);
+            (!gauges.is_empty() && from < rain_from).then_some((from, gauges))
+        });
+        let kinds = Kind::ALL
+            .into_iter()
+            .map(|kind| match kind {
+                Kind::WaterLevel => KindHistory { kind, from: water_from, long: sewer_long.clone() },
+                Kind::Rainfall => KindHistory { kind, from: rain_from, long: rain_long.clone() },
+                _ => KindHistory { kind, from: at - window(kind), long: None },
+            })
+            .collect();
+        HistoryPlan { kinds }
+    }
+
+    /// The earliest reading read.
+    pub fn start(&self) -> DateTime<Utc> {
+        self.kinds.iter().map(KindHistory::start).min().unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    /// The earliest time from which every sensor of some kind is read.
+    fn full_from(&self) -> DateTime<Utc> {
+        self.kinds.iter().map(|k| k.from).min().unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    pub fn kind(&self, kind: Kind) -> Option<&KindHistory> {
+        self.kinds.iter().find(|k| k.kind == kind)
+    }
+}
+
+/// The city-wide rules and each override merged over them.
+fn rule_sets(rules: &RuleSet) -> impl Iterator<Item = RuleSet> + '_ {
+    std::iter::once(rules.clone()).chain((0..rules.overrides.len()).filter_map(|i| rules.effective_by_overrides(&[i])))
+}
+
+/// [`RuleSet::warmup_for`] of water levels without the sewer rules' days:
+/// the rate-of-rise window and the health windows (as `warmup_for` counts
+/// them), over the city-wide rules and every override.
+fn water_level_warmup_without_sewer(rules: &RuleSet) -> Duration {
+    let seconds = Duration::seconds;
+    rule_sets(rules)
+        .map(|r| {
+            let h = &r.health;
+            seconds(r.water_level.rate.window_s)
+                .max(seconds(h.flatline.min_duration_s))
+                .max(seconds(h.spike.window_s))
+                .max(seconds(h.flatline.rain_window_s) + seconds(h.default_interval_s))
+        })
+        .max()
+        .unwrap_or_else(Duration::zero)
+        .min(rules.warmup_for(Kind::WaterLevel))
+}
+
+/// How much earlier than the sewer lines their districts' rain gauges are
+/// read: a line's reading is wet when the district rained in the last hour
+/// (complete with a gauge's first interval and lateness, which
+/// `warmup_for(Rainfall)` adds to its 24 h), and stays wet
+/// `dry_after_rain_h` hours after.
+fn rain_lead(rules: &RuleSet) -> Duration {
+    let hour = (rules.warmup_for(Kind::Rainfall) - Duration::hours(23)).max(Duration::hours(1));
+    let dry_after = rule_sets(rules).map(|r| r.sewer.dry_after_rain_h).max().unwrap_or(0);
+    hour + Duration::hours(dry_after.max(0))
+}
+
+/// The readings `plan` reads with `from < ts <= to`, in time order (by time,
+/// kind, sensor).
 pub async fn readings(
     client: &impl GenericClient,
+    plan: &HistoryPlan,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Observation>, QueryError> {
-    let parts: Vec<String> = Kind::ALL
-        .iter()
-        .map(|kind| {
-            format!(
-                "SELECT '{table}'::text AS k, sensor_id, ts, quality, coalesce(quality_reasons, '{{}}') AS qr,
-                        jsonb_strip_nulls(to_jsonb(t) - 'sensor_id' - 'ts' - 'quality' - 'quality_reasons') AS x
-                   FROM {table} t WHERE ts > $1 AND ts <= $2",
-                table = kind.as_str()
-            )
-        })
-        .collect();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &to];
+    let mut parts = Vec::new();
+    for k in &plan.kinds {
+        if to <= k.start() {
+            continue;
+        }
+        let mut only = String::new();
+        if from < k.from {
+            params.push(&k.from);
+            let n = params.len();
+            match &k.long {
+                Some((long_from, ids)) => {
+                    params.push(long_from);
+                    params.push(ids);
+                    only = format!(" AND (ts > ${n} OR (ts > ${} AND sensor_id = ANY(${})))", n + 1, n + 2);
+                }
+                None => only = format!(" AND ts > ${n}"),
+            }
+        }
+        parts.push(format!(
+            "SELECT '{table}'::text AS k, sensor_id, ts, quality, coalesce(quality_reasons, '{{}}') AS qr,
+                    jsonb_strip_nulls(to_jsonb(t) - 'sensor_id' - 'ts' - 'quality' - 'quality_reasons') AS x
+               FROM {table} t WHERE ts > $1 AND ts <= $2{only}",
+            table = k.kind.as_str()
+        ));
+    }
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
     let sql = format!("{} ORDER BY ts, k, sensor_id", parts.join(" UNION ALL "));
-    let rows = client.query(&sql, &[&from, &to]).await?;
+    let rows = client.query(&sql, &params).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let Ok(kind) = Kind::from_str(row.get(0)) else { continue };
@@ -352,13 +496,13 @@ pub struct Ran {
     pub seen: HashSet<(Kind, String, DateTime<Utc>)>,
 }
 
-/// Runs `engine` over the stored readings with `from < ts <= to` through
-/// [`citygauge_alerts::engine::run`], ticking every `tick_s` of reading time
-/// as live, on a blocking thread while the next window is read.
+/// Runs `engine` over the stored readings `plan` reads up to `to` (`ts <=
+/// to`) through [`citygauge_alerts::engine::run`], ticking every `tick_s` of
+/// reading time as live, on a blocking thread while the next window is read.
 pub async fn run_engine(
     engine: Engine,
     pool: &Pool,
-    from: DateTime<Utc>,
+    plan: &HistoryPlan,
     to: DateTime<Utc>,
     tick_s: i64,
     remember_from: Option<DateTime<Utc>>,
@@ -382,10 +526,12 @@ pub async fn run_engine(
         let mut client = pool.get().await?;
         let tx_db = client.transaction().await?;
         tx_db.batch_execute(&format!("SET LOCAL statement_timeout = '{LOAD_STATEMENT_TIMEOUT}'")).await?;
-        let mut start = from;
+        let full_from = plan.full_from();
+        let mut start = plan.start();
         while start < to {
-            let end = (start + WINDOW).min(to);
-            let batch = readings(&*tx_db, start, end).await?;
+            let end = if start < full_from { (start + LONG_WINDOW).min(full_from) } else { start + WINDOW };
+            let end = end.min(to);
+            let batch = readings(&*tx_db, plan, start, end).await?;
             if !batch.is_empty() && tx.send(batch).await.is_err() {
                 break;
             }

@@ -1,9 +1,10 @@
 //! `citygauge alerts replay` (and `POST /api/v1/alerts/replay`): the live
 //! engine over a past period's stored readings, notifying no one.
 //!
-//! The engine is warmed up silently on the [`WARMUP`] before `from` (the
-//! longest rule window, 24 h of rain, plus margin), exactly as the live
-//! evaluator warms up after a restart, and runs on through the period via
+//! The engine is warmed up silently on the readings before `from` exactly as
+//! the live evaluator warms up after a restart ([`history::HistoryPlan`]:
+//! per kind the longest window its rules read, at least [`WARMUP`], the
+//! sewer rules' days for sewer lines), and runs on through the period via
 //! the same path (`history::run_engine` -> `citygauge_alerts::engine::run`,
 //! ticking every few seconds of reading time as the live clock does). Every
 //! decision in `[from, to]` is returned with its time, level and the
@@ -54,7 +55,9 @@ pub enum ReplayFormat {
 
 /// The longest period one replay covers.
 pub const MAX_PERIOD: Duration = Duration::days(31);
-/// Readings before `from` the engine is warmed up on, silently.
+/// The least history before `from` the engine is warmed up on, silently
+/// (as the live default `--alerts-warmup-hours 25`); kinds whose rules read
+/// further back get more ([`history::HistoryPlan`]).
 pub const WARMUP: Duration = Duration::hours(25);
 /// The live evaluator's default tick (`--alerts-tick-ms 5000`).
 pub const DEFAULT_TICK_S: i64 = 5;
@@ -64,7 +67,8 @@ pub const DEFAULT_TICK_S: i64 = 5;
 pub struct Timeline {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
-    /// Where the warm-up started (`from` - 25 h).
+    /// Where the warm-up started: the earliest reading read (at least 25 h
+    /// before `from`; days before it when sewer lines are registered).
     pub warmup_from: DateTime<Utc>,
     /// Which rules ran.
     pub rules_source: RulesSource,
@@ -170,8 +174,9 @@ pub async fn replay_ticking(
     let sensors = history::sensors(&**client, &rules).await?;
     drop(client);
     let timezone = rules.timezone.clone();
-    let warmup_from = from - WARMUP;
-    let ran = history::run_engine(Engine::new(rules, sensors), pool, warmup_from, to, tick_s, None).await?;
+    let plan = history::HistoryPlan::new(&rules, &sensors, WARMUP, from);
+    let warmup_from = plan.start();
+    let ran = history::run_engine(Engine::new(rules, sensors), pool, &plan, to, tick_s, None).await?;
     let mut engine = ran.engine;
     let mut decisions = ran.decisions;
     // The clock runs on to the end of the period, as it would have live.
