@@ -104,6 +104,48 @@ fn rate_of_rise_projects_the_time_to_the_next_level() {
     assert_eq!(changes(&d, RuleId::RateOfRise).last(), Some(&Change::Resolved), "{d:#?}");
 }
 
+/// A typhoon's rain bands: the river rises fast, slows to 0.2 m/h for 35 min
+/// between two bands (still rising, the flood not over), then rises fast
+/// again, then levels off.
+fn rise_with_a_lull() -> Vec<citygauge_alerts::engine::Input> {
+    let stage = |t: f64| {
+        let fast = 0.8 / 60.0;
+        let slow = 0.2 / 60.0;
+        1.0 + fast * t.min(40.0) + slow * (t.clamp(40.0, 75.0) - 40.0) + fast * (t.clamp(75.0, 105.0) - 75.0)
+    };
+    // A few millimetres of wobble, as a real gauge (a dead-flat one is a flat-line fault).
+    let wobble = |m: i64| 0.004 * ((m % 3) - 1) as f64;
+    (0..=240).map(|m| level("r1", at_min(m), stage(m as f64) + wobble(m))).collect()
+}
+
+#[test]
+fn a_rise_that_slows_between_rain_bands_does_not_clear() {
+    let mut e = engine(vec![river("r1")]);
+    let d = run(&mut e, rise_with_a_lull());
+    let moves: Vec<_> = of(&d, RuleId::RateOfRise).into_iter().filter(|d| d.change != Change::Updated).collect();
+    let count = |c: Change| moves.iter().filter(|d| d.change == c).count();
+    assert_eq!((count(Change::Raised), count(Change::Resolved)), (1, 1), "{moves:#?}");
+    // It clears after the river has levelled off (at 105 min): the fitted
+    // rate decays over one window, each step down (imminent, approaching as
+    // the lead lengthens, then clear) holds 30 min below 0.3 m/h first.
+    let resolved = moves.iter().find(|d| d.change == Change::Resolved).unwrap();
+    assert!(resolved.at >= at_min(105 + 30) && resolved.at <= at_min(105 + 90), "{moves:#?}");
+
+    // The former defaults (clear under 0.4 m/h for 15 min) cleared in the
+    // lull and raised the same alert again half an hour later.
+    let mut rules = citygauge_alerts::RuleSet::default();
+    rules.water_level.rate.margin_m_per_h = 0.1;
+    rules.water_level.rate.confirm.clear_dwell_s = 900;
+    let mut e = citygauge_alerts::Engine::new(rules, vec![river("r1")]);
+    let d = run(&mut e, rise_with_a_lull());
+    assert_eq!(
+        changes(&d, RuleId::RateOfRise).iter().filter(|c| **c == Change::Raised).count(),
+        2,
+        "{:#?}",
+        of(&d, RuleId::RateOfRise)
+    );
+}
+
 #[test]
 fn sewer_gauges_are_not_river_levels() {
     let mut s = river("sw1");

@@ -15,6 +15,22 @@
 //! Hysteresis: once held, a grade stays while the rate is above
 //! `rate_m_per_h - margin_m_per_h` and the lead within its bound plus
 //! `lead_margin_s`.
+//!
+//! Clearing is deliberately slow. A typhoon crosses a city in rain bands,
+//! and a river's rise slows for a while between two bands (the runoff of
+//! the first has passed the gauge, the second's has not arrived) without
+//! the flood being over: a rule that clears in that lull is raised again
+//! half an hour later, and a warning that comes and goes teaches people to
+//! ignore it. So the defaults clear only when the rise has fallen well
+//! below the alert rate (under 0.3 m/h: `margin_m_per_h` 0.2, 40 % of the
+//! 0.5 m/h rate, well outside the wobble of a 30-min least-squares slope)
+//! and stayed there for a whole rate window (`clear_dwell_s` 1800 s =
+//! `window_s`, so every reading that showed the fast rise has left the
+//! fit, and the same 30 min the level rule uses to de-escalate). The price:
+//! a river that levels off clears about an hour later (the fitted rate
+//! decays over one window, then 30 min confirm it, with a step down to
+//! `approaching` on the way as the lead lengthens), while the `water_level`
+//! alert carries the stage itself throughout.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -39,7 +55,9 @@ pub struct RateRules {
     /// Rising this fast or faster raises the rule (default 0.5 m/h, a fast
     /// rise for Taiwan's river gauges outside the steepest mountain reaches).
     pub rate_m_per_h: f64,
-    /// Hysteresis on the rate.
+    /// Hysteresis on the rate: a held grade stays until the rate falls below
+    /// `rate_m_per_h - margin_m_per_h` (default 0.2: clears under 0.3 m/h,
+    /// so a rise that only slows between rain bands does not clear).
     pub margin_m_per_h: f64,
     /// Next mark within this lead: grade 2 (default 2 h, WRA's level-3/level-1 lead).
     pub lead_grade2_s: i64,
@@ -47,6 +65,8 @@ pub struct RateRules {
     pub lead_grade3_s: i64,
     /// Hysteresis on the lead time.
     pub lead_margin_s: i64,
+    /// Two readings raise; three readings and 30 min (one whole rate window)
+    /// below the rate minus the margin clear.
     pub confirm: Confirm,
 }
 
@@ -58,11 +78,11 @@ impl Default for RateRules {
             min_readings: 4,
             min_span_s: 600,
             rate_m_per_h: 0.5,
-            margin_m_per_h: 0.1,
+            margin_m_per_h: 0.2,
             lead_grade2_s: 7_200,
             lead_grade3_s: 3_600,
             lead_margin_s: 600,
-            confirm: Confirm { raise_readings: 2, clear_readings: 3, clear_dwell_s: 900 },
+            confirm: Confirm { raise_readings: 2, clear_readings: 3, clear_dwell_s: 1_800 },
         }
     }
 }
@@ -208,6 +228,9 @@ mod tests {
             |rate: f64, lead: Option<i64>| Projection { rate_m_per_h: rate, next: lead.map(|l| ("warning_2", 2.6, l)) };
         assert_eq!(grade(&p(0.45, None), 0, &r), 0);
         assert_eq!(grade(&p(0.45, None), 1, &r), 1);
+        // A rise that slows to 0.35 m/h between rain bands holds; under 0.3 m/h it may clear.
+        assert_eq!(grade(&p(0.35, None), 1, &r), 1);
+        assert_eq!(grade(&p(0.29, None), 1, &r), 0);
         assert_eq!(grade(&p(0.5, Some(7_300)), 0, &r), 1);
         assert_eq!(grade(&p(0.5, Some(7_300)), 2, &r), 2);
         assert_eq!(grade(&p(0.5, Some(3_500)), 0, &r), 3);
