@@ -15,8 +15,9 @@
 //! Skipped, with a message, when Chromium is missing unless
 //! `CITYGAUGE_REQUIRE_BROWSER` is set (then it is installed).
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -24,7 +25,7 @@ use chrono::{DateTime, Utc};
 use citygauge_testkit::{
     city, database, eventually, ingest_config, query_config, Broker, InProcessDaemon, InProcessQuery, Publisher,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use common::browser::{artifacts_dir, built_page, chromium, run_script};
 
 /// The river gauge the alert is about (Love River at Minzu Bridge, Zuoying,
 /// in the demo city: `warning_3_m` 2.73, `warning_2_m` 3.38).
@@ -39,18 +40,10 @@ const OPERATOR: &str = "browser-test";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_appears_live_and_is_acknowledged() -> anyhow::Result<()> {
-    let Some(chromium) = chromium()? else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping the alerts browser test: Chromium is not installed (Debian package `chromium`); \
-             set CITYGAUGE_REQUIRE_BROWSER=1 to install it and run the test"
-        );
+    let Some(chromium) = chromium("the alerts browser test")? else {
         return Ok(());
     };
-    let page_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/control-room");
-    let dir = page_dir.clone();
-    let dist = tokio::task::spawn_blocking(move || citygauge_stack::ensure_web_built(&dir)).await??;
+    let (page_dir, dist) = built_page().await?;
 
     let db = database().await?;
     drop(city::demo_city(&db.url).await?);
@@ -177,73 +170,26 @@ async fn drive_browser(
     artifacts: &Path,
     publisher: &mut Publisher,
 ) -> anyhow::Result<i64> {
-    let mut child = tokio::process::Command::new("node")
-        .arg("tests/alerts.mjs")
-        .current_dir(page_dir)
-        .env("CITYGAUGE_URL", base)
-        .env("CITYGAUGE_TOKEN", TOKEN)
-        .env("CITYGAUGE_ALERT_RULE", "water_level")
-        .env("CITYGAUGE_ALERT_SUBJECT", SENSOR)
-        .env("CITYGAUGE_ALERT_LEVEL", "yellow")
-        .env("CITYGAUGE_ALERT_SEVERITY", "Moderate")
-        .env("CITYGAUGE_ARTIFACTS", artifacts)
-        .env("CITYGAUGE_CHROMIUM", chromium)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting node tests/alerts.mjs")?;
-    let mut stdin = child.stdin.take().context("stdin")?;
-    let mut stderr = child.stderr.take().context("stderr")?;
-    let errors = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let mut said = Vec::new();
+    let env = [
+        ("CITYGAUGE_URL", base),
+        ("CITYGAUGE_TOKEN", TOKEN),
+        ("CITYGAUGE_ALERT_RULE", "water_level"),
+        ("CITYGAUGE_ALERT_SUBJECT", SENSOR),
+        ("CITYGAUGE_ALERT_LEVEL", "yellow"),
+        ("CITYGAUGE_ALERT_SEVERITY", "Moderate"),
+    ];
     let mut shown = None;
-    let run = async {
-        while let Some(line) = lines.next_line().await? {
-            if line == "citygauge-browser: raise" {
-                publish_crossing(publisher).await?;
-                stdin.write_all(b"published\n").await?;
-                stdin.flush().await?;
-            }
-            if let Some(id) = line.strip_prefix("citygauge-browser: alert ") {
-                shown = Some(id.parse::<i64>().with_context(|| format!("alert id {id:?}"))?);
-            }
-            // Captured by the test harness: shown on failure or with --nocapture.
-            println!("{line}");
-            said.push(line);
+    run_script(page_dir, "tests/alerts.mjs", &env, artifacts, chromium, async |line: &str| {
+        let mut answer = None;
+        if line == "citygauge-browser: raise" {
+            publish_crossing(publisher).await?;
+            answer = Some("published");
         }
-        anyhow::Ok(child.wait().await?)
-    };
-    let status = tokio::time::timeout(Duration::from_secs(300), run).await.context("the browser script hung")??;
-    let stderr = errors.await.unwrap_or_default();
-    anyhow::ensure!(
-        status.success() && said.iter().any(|l| l == "citygauge-browser: done"),
-        "the browser script failed ({status}); screenshots in {}\n--- stdout ---\n{}\n--- stderr ---\n{stderr}",
-        artifacts.display(),
-        said.join("\n"),
-    );
+        if let Some(id) = line.strip_prefix("citygauge-browser: alert ") {
+            shown = Some(id.parse::<i64>().with_context(|| format!("alert id {id:?}"))?);
+        }
+        Ok(answer)
+    })
+    .await?;
     shown.context("the script never named the alert it showed")
-}
-
-fn chromium() -> anyhow::Result<Option<PathBuf>> {
-    if let Some(found) = citygauge_stack::find_chromium() {
-        return Ok(Some(found));
-    }
-    if std::env::var_os("CITYGAUGE_REQUIRE_BROWSER").is_none() {
-        return Ok(None);
-    }
-    Ok(Some(citygauge_stack::ensure_chromium().context("CITYGAUGE_REQUIRE_BROWSER is set")?))
-}
-
-fn artifacts_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("test-artifacts")
 }

@@ -11,8 +11,9 @@
 //! message, when Chromium is missing unless `CITYGAUGE_REQUIRE_BROWSER` is
 //! set; then it is installed from Debian's packages (`deploy/test.sh` sets it).
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,7 +21,7 @@ use citygauge_domain::registry::file::{self, SensorRecord};
 use citygauge_testkit::{
     city, database, ingest_config, query_config, Broker, InProcessDaemon, InProcessQuery, Publisher,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use common::browser::{artifacts_dir, built_page, chromium, run_script};
 
 /// The sensor that gets the distinctive reading, and the reading.
 const SENSOR: &str = "kh-fd-0001";
@@ -31,19 +32,10 @@ const PENDING: &str = "kh-fd-9001";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_room_and_public_map_in_chromium() -> anyhow::Result<()> {
-    let Some(chromium) = chromium()? else {
-        // Straight to stderr: the harness would hide a captured eprintln! of a passing test.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping the browser test: Chromium is not installed (Debian package `chromium`); \
-             set CITYGAUGE_REQUIRE_BROWSER=1 to install it and run the test"
-        );
+    let Some(chromium) = chromium("the browser test")? else {
         return Ok(());
     };
-    let page_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/control-room");
-    let dir = page_dir.clone();
-    let dist = tokio::task::spawn_blocking(move || citygauge_stack::ensure_web_built(&dir)).await??;
+    let (page_dir, dist) = built_page().await?;
 
     // The platform: database with the demo city, broker, daemon, query service.
     let db = database().await?;
@@ -105,76 +97,24 @@ async fn drive_browser(
     artifacts: &Path,
     publisher: &mut Publisher,
 ) -> anyhow::Result<()> {
-    let mut child = tokio::process::Command::new("node")
-        .arg("tests/browser.mjs")
-        .current_dir(page_dir)
-        .env("CITYGAUGE_URL", base)
-        .env("CITYGAUGE_SENSOR", SENSOR)
-        .env("CITYGAUGE_FIELD", FIELD)
-        .env("CITYGAUGE_VALUE", VALUE.to_string())
-        .env("CITYGAUGE_PENDING", PENDING)
-        .env("CITYGAUGE_ARTIFACTS", artifacts)
-        .env("CITYGAUGE_CHROMIUM", chromium)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting node tests/browser.mjs")?;
-    let mut stdin = child.stdin.take().context("stdin")?;
-    let mut stderr = child.stderr.take().context("stderr")?;
-    let errors = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let mut said = Vec::new();
-    let run = async {
-        while let Some(line) = lines.next_line().await? {
-            if line == "citygauge-browser: publish" {
-                let payload = format!(r#"{{"ts":"{}","{FIELD}":{VALUE}}}"#, chrono::Utc::now().to_rfc3339());
-                publisher.publish(&format!("city/flood_depth/{SENSOR}"), payload).await?;
-                publisher.wait_acked(Duration::from_secs(10)).await?;
-                stdin.write_all(b"published\n").await?;
-                stdin.flush().await?;
-            }
-            // Captured by the test harness: shown on failure or with --nocapture.
-            println!("{line}");
-            said.push(line);
+    let value = VALUE.to_string();
+    let env = [
+        ("CITYGAUGE_URL", base),
+        ("CITYGAUGE_SENSOR", SENSOR),
+        ("CITYGAUGE_FIELD", FIELD),
+        ("CITYGAUGE_VALUE", value.as_str()),
+        ("CITYGAUGE_PENDING", PENDING),
+    ];
+    run_script(page_dir, "tests/browser.mjs", &env, artifacts, chromium, async |line: &str| {
+        if line != "citygauge-browser: publish" {
+            return Ok(None);
         }
-        anyhow::Ok(child.wait().await?)
-    };
-    // Generous: a cold Chromium on a busy 2-core machine; the script's own
-    // waits are what fail first.
-    let status = tokio::time::timeout(Duration::from_secs(300), run).await.context("the browser script hung")??;
-    let stderr = errors.await.unwrap_or_default();
-    anyhow::ensure!(
-        status.success() && said.iter().any(|l| l == "citygauge-browser: done"),
-        "the browser script failed ({status}); screenshots in {}\n--- stdout ---\n{}\n--- stderr ---\n{stderr}",
-        artifacts.display(),
-        said.join("\n"),
-    );
-    Ok(())
-}
-
-/// Chromium's path; `None` to skip. With `CITYGAUGE_REQUIRE_BROWSER` set a
-/// missing Chromium is installed, and failing that the test fails.
-fn chromium() -> anyhow::Result<Option<PathBuf>> {
-    if let Some(found) = citygauge_stack::find_chromium() {
-        return Ok(Some(found));
-    }
-    if std::env::var_os("CITYGAUGE_REQUIRE_BROWSER").is_none() {
-        return Ok(None);
-    }
-    Ok(Some(citygauge_stack::ensure_chromium().context("CITYGAUGE_REQUIRE_BROWSER is set")?))
-}
-
-fn artifacts_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("test-artifacts")
+        let payload = format!(r#"{{"ts":"{}","{FIELD}":{VALUE}}}"#, chrono::Utc::now().to_rfc3339());
+        publisher.publish(&format!("city/flood_depth/{SENSOR}"), payload).await?;
+        publisher.wait_acked(Duration::from_secs(10)).await?;
+        Ok(Some("published"))
+    })
+    .await
 }
 
 /// One canonical reading per sensor at `ts`, varied deterministically so the

@@ -1,10 +1,45 @@
-//! Small helpers both benchmarks use: the machine line, connections, the
-//! binaries beside this one, and what /proc says about a process.
+//! Small helpers the benchmarks share: the machine line, the local stack,
+//! connections, the binaries beside this one, and what /proc says about a
+//! process.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use citygauge_stack::{throwaway_dir, Mosquitto, MosquittoOptions, Postgres, PostgresOptions, Toolchain};
+use citygauge_store::{Store, StoreConfig};
 use tokio_postgres::NoTls;
+
+/// PostgreSQL with commit timestamps (each row's commit time, for latencies
+/// measured to the commit) and Mosquitto as in production, in a throwaway
+/// directory named after `prefix` (removed when the returned one is dropped).
+pub async fn start_stack(prefix: &str) -> anyhow::Result<(Postgres, Mosquitto, tempfile::TempDir)> {
+    let toolchain = Toolchain::discover()?;
+    let dir = throwaway_dir(prefix)?;
+    let (pg_dir, mqtt_dir) = (dir.path().join("pg"), dir.path().join("mqtt"));
+    let (postgres, broker) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let mut postgres = Postgres::start(&toolchain, PostgresOptions::new(pg_dir, "postgres"))?;
+        postgres.psql("postgres", "ALTER SYSTEM SET track_commit_timestamp = on")?;
+        postgres.restart()?;
+        // The production sample's save interval (deploy/mosquitto.conf).
+        let broker = Mosquitto::start(
+            &toolchain,
+            MosquittoOptions { autosave_interval_s: 10, ..MosquittoOptions::new(mqtt_dir) },
+        )?;
+        Ok((postgres, broker))
+    })
+    .await??;
+    Ok((postgres, broker, dir))
+}
+
+/// A fresh database `name`, migrated, with today's partitions: its URL.
+pub async fn migrated_database(postgres: &Postgres, name: &str) -> anyhow::Result<String> {
+    postgres.create_database(name, None)?;
+    let url = postgres.connection_string(name);
+    let store = Store::new(StoreConfig::new(&url))?;
+    store.migrate().await?;
+    store.maintain(chrono::Utc::now()).await?;
+    Ok(url)
+}
 
 pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;

@@ -5,15 +5,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use citygauge_sim::{LoadConfig, LoadFormat};
-use citygauge_stack::{throwaway_dir, Mosquitto, MosquittoOptions, Postgres, PostgresOptions};
-use citygauge_store::{Store, StoreConfig};
+use citygauge_stack::{Mosquitto, Postgres};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use crate::Args;
 
 pub use citygauge_bench::common::{connect, machine};
-use citygauge_bench::common::{peak_rss_mb, sibling_binary};
+use citygauge_bench::common::{migrated_database, peak_rss_mb, sibling_binary, start_stack};
 
 pub struct Bench {
     pub postgres: Postgres,
@@ -28,33 +27,13 @@ pub struct Throughput {
 
 impl Bench {
     pub async fn start() -> anyhow::Result<Bench> {
-        let toolchain = citygauge_stack::Toolchain::discover()?;
-        let dir = throwaway_dir("citygauge-bench-")?;
-        let (pg_dir, mqtt_dir) = (dir.path().join("pg"), dir.path().join("mqtt"));
-        let (postgres, broker) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut postgres = Postgres::start(&toolchain, PostgresOptions::new(pg_dir, "postgres"))?;
-            // Each row's commit time, for publish-to-commit latency.
-            postgres.psql("postgres", "ALTER SYSTEM SET track_commit_timestamp = on")?;
-            postgres.restart()?;
-            // The production sample's save interval (deploy/mosquitto.conf).
-            let broker = Mosquitto::start(
-                &toolchain,
-                MosquittoOptions { autosave_interval_s: 10, ..MosquittoOptions::new(mqtt_dir) },
-            )?;
-            Ok((postgres, broker))
-        })
-        .await??;
+        let (postgres, broker, dir) = start_stack("citygauge-bench-").await?;
         Ok(Bench { postgres, broker, _dir: dir })
     }
 
     /// A fresh database, migrated, with today's partitions.
     pub async fn database(&self, name: &str) -> anyhow::Result<String> {
-        self.postgres.create_database(name, None)?;
-        let url = self.postgres.connection_string(name);
-        let store = Store::new(StoreConfig::new(&url))?;
-        store.migrate().await?;
-        store.maintain(chrono::Utc::now()).await?;
-        Ok(url)
+        migrated_database(&self.postgres, name).await
     }
 
     /// The backend new databases get here (`timescaledb` when installed).

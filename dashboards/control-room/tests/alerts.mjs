@@ -16,18 +16,10 @@
 // it must show, default 20000: ingest, the evaluator and the stream on a
 // busy 2-core machine).
 
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 
-import { chromium } from "playwright-core";
+import { env, openChromium, say } from "./launch.mjs";
 
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (value === undefined) throw new Error(`${name} is not set`);
-  return value;
-};
 const base = env("CITYGAUGE_URL").replace(/\/$/, "");
 const token = env("CITYGAUGE_TOKEN");
 const artifacts = env("CITYGAUGE_ARTIFACTS");
@@ -37,42 +29,9 @@ const level = env("CITYGAUGE_ALERT_LEVEL");
 const severity = env("CITYGAUGE_ALERT_SEVERITY");
 const liveTimeout = Number(env("CITYGAUGE_LIVE_TIMEOUT_MS", "20000"));
 
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--disable-dev-shm-usage",
-];
+const { page, live, nextLine, run } = await openChromium({ artifacts, failureShot: "alerts-failure.png" });
 
-const say = (line) => process.stdout.write(`citygauge-browser: ${line}\n`);
-const stdin = createInterface({ input: process.stdin });
-const lines = [];
-let waiting = null;
-stdin.on("line", (line) => (waiting ? (waiting(line), (waiting = null)) : lines.push(line)));
-const nextLine = () => (lines.length > 0 ? Promise.resolve(lines.shift()) : new Promise((resolve) => (waiting = resolve)));
-
-mkdirSync(artifacts, { recursive: true });
-rmSync(join(artifacts, "alerts-failure.png"), { force: true });
-const profile = mkdtempSync(join(tmpdir(), "citygauge-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: env("CITYGAUGE_CHROMIUM", "/usr/bin/chromium"),
-  headless: true,
-  args: FLAGS,
-  viewport: { width: 1600, height: 900 },
-  locale: "en-US",
-  timezoneId: "Asia/Taipei",
-});
-const page = context.pages()[0] ?? (await context.newPage());
-const problems = [];
-page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-const live = (expr, arg, timeout = 30_000) => page.waitForFunction(expr, arg, { timeout, polling: 50 });
-
-try {
+await run(async () => {
   await page.goto(`${base}/`, { waitUntil: "domcontentloaded" });
   // English labels whatever the profile says.
   await page.evaluate(() => localStorage.setItem("citygauge.lang", "en"));
@@ -129,15 +88,4 @@ try {
   if (stored !== token) throw new Error("the token was not kept for the next visit");
   say(`ok alert ${id} acknowledged`);
   await page.screenshot({ path: join(artifacts, "control-room-alerts.png") });
-
-  if (problems.length > 0) throw new Error(problems.join("\n"));
-  say("done");
-} catch (error) {
-  await page.screenshot({ path: join(artifacts, "alerts-failure.png") }).catch(() => {});
-  process.stderr.write(`${error.stack ?? error}\n${problems.join("\n")}\n`);
-  process.exitCode = 1;
-} finally {
-  stdin.close();
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+});

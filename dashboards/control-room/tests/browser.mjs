@@ -13,18 +13,10 @@
 // CITYGAUGE_CHROMIUM (default /usr/bin/chromium), CITYGAUGE_LIVE_TIMEOUT_MS
 // (how soon the reading must show, default 2000).
 
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 
-import { chromium } from "playwright-core";
+import { env, openChromium, say } from "./launch.mjs";
 
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (value === undefined) throw new Error(`${name} is not set`);
-  return value;
-};
 const base = env("CITYGAUGE_URL").replace(/\/$/, "");
 const sensor = env("CITYGAUGE_SENSOR");
 const field = env("CITYGAUGE_FIELD");
@@ -33,43 +25,7 @@ const pending = process.env.CITYGAUGE_PENDING || null;
 const artifacts = env("CITYGAUGE_ARTIFACTS");
 const liveTimeout = Number(env("CITYGAUGE_LIVE_TIMEOUT_MS", "2000"));
 
-// Chromium on a closed network: no sandbox (root), no GPU, and none of the
-// background connections to Google that the network refuses.
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--disable-dev-shm-usage",
-];
-
-const say = (line) => process.stdout.write(`citygauge-browser: ${line}\n`);
-const stdin = createInterface({ input: process.stdin });
-const lines = [];
-let waiting = null;
-stdin.on("line", (line) => (waiting ? (waiting(line), (waiting = null)) : lines.push(line)));
-const nextLine = () => (lines.length > 0 ? Promise.resolve(lines.shift()) : new Promise((resolve) => (waiting = resolve)));
-
-mkdirSync(artifacts, { recursive: true });
-rmSync(join(artifacts, "failure.png"), { force: true }); // from an earlier run
-const profile = mkdtempSync(join(tmpdir(), "citygauge-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: env("CITYGAUGE_CHROMIUM", "/usr/bin/chromium"),
-  headless: true,
-  args: FLAGS,
-  viewport: { width: 1600, height: 900 },
-  locale: "en-US",
-  timezoneId: "Asia/Taipei",
-});
-const page = context.pages()[0] ?? (await context.newPage());
-const problems = [];
-page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-
-const live = (expr, arg, timeout = 30_000) => page.waitForFunction(expr, arg, { timeout, polling: 50 });
+const { page, live, nextLine, run } = await openChromium({ artifacts, failureShot: "failure.png" });
 
 /** Zooms the map onto a sensor and clicks its marker like a person would. */
 async function clickSensor(id) {
@@ -93,7 +49,7 @@ async function popupText(pattern) {
   return found.jsonValue();
 }
 
-try {
+await run(async () => {
   // 1. The control room shows the demo city's sensors.
   await page.goto(`${base}/`, { waitUntil: "domcontentloaded" });
   await live(() => window.__citygauge?.ready && window.__citygauge.markers() > 0 && window.__citygauge.stream()?.connected);
@@ -165,15 +121,4 @@ try {
   await page.mouse.move(1, 1);
   await page.waitForTimeout(500);
   await page.screenshot({ path: join(artifacts, "public.png") });
-
-  if (problems.length > 0) throw new Error(problems.join("\n"));
-  say("done");
-} catch (error) {
-  await page.screenshot({ path: join(artifacts, "failure.png") }).catch(() => {});
-  process.stderr.write(`${error.stack ?? error}\n${problems.join("\n")}\n`);
-  process.exitCode = 1;
-} finally {
-  stdin.close();
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+});

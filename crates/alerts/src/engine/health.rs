@@ -268,7 +268,7 @@ impl Health {
             if let Some(mm) = obs.number("rain_mm") {
                 let log = self.rain.entry(sensor.id.clone()).or_default();
                 log.district = sensor.district.clone();
-                log.interval_s = expected_interval(sensor, rules);
+                log.interval_s = support::expected_interval(sensor, rules.default_interval_s);
                 let interval = obs.number("interval_s").map(|s| s.round() as i64).filter(|s| *s > 0);
                 log.push(obs.ts, mm, interval, rules.flatline.rain_window_s + log.interval_s);
             }
@@ -302,7 +302,7 @@ impl Health {
                 self.sensors.insert(id.clone(), SensorHealth::default());
             }
             let Some(s) = self.sensors.get_mut(id) else { continue };
-            let interval = expected_interval(sensor, rules);
+            let interval = support::expected_interval(sensor, rules.default_interval_s);
             let limit = ((interval as f64 * rules.silent_factor) as i64).max(rules.silent_min_s);
             let Some(last) = s.last_seen.or(s.seen_before) else { continue };
             if !s.silent && judged - last > Duration::seconds(limit) {
@@ -421,18 +421,6 @@ fn transition(
         fill(&mut st);
         st
     }));
-}
-
-fn expected_interval(sensor: &Sensor, rules: &HealthRules) -> i64 {
-    if sensor.expected_interval_s > 0 {
-        return sensor.expected_interval_s;
-    }
-    sensor
-        .installation
-        .get("cadence_s")
-        .and_then(serde_json::Value::as_i64)
-        .filter(|s| *s > 0)
-        .unwrap_or(rules.default_interval_s)
 }
 
 #[cfg(test)]

@@ -226,7 +226,7 @@ impl Rain {
         let interval_s = obs.number("interval_s").map(|s| s.round() as i64).filter(|s| *s > 0);
         let gauge = self.gauges.entry(sensor.id.clone()).or_default();
         gauge.district = sensor.district.clone();
-        gauge.interval_s = expected_interval(sensor, rules);
+        gauge.interval_s = support::expected_interval(sensor, rules.default_interval_s);
         gauge.late_s = rules.late_s;
         let key = AlertKey::sensor(RuleId::Rainfall, &sensor.id);
 
@@ -321,18 +321,6 @@ fn evaluate(
     let key = AlertKey::sensor(RuleId::Rainfall, &sensor.id);
     out.push(support::verdict(key, at, g, || gauge_state(sensor, rules, g, at, &sums, window)));
     true
-}
-
-fn expected_interval(sensor: &Sensor, rules: &RainfallRules) -> i64 {
-    if sensor.expected_interval_s > 0 {
-        return sensor.expected_interval_s;
-    }
-    sensor
-        .installation
-        .get("cadence_s")
-        .and_then(serde_json::Value::as_i64)
-        .filter(|s| *s > 0)
-        .unwrap_or(rules.default_interval_s)
 }
 
 /// The windows as evidence (`rain_1h_mm`...), complete or not.

@@ -6,10 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use citygauge_stack::{throwaway_dir, Mosquitto, MosquittoOptions, Postgres, PostgresOptions, Toolchain};
-use citygauge_store::{Store, StoreConfig};
+use citygauge_stack::{Mosquitto, Postgres};
 
-use crate::common::{connect, peak_rss_mb, sibling_binary};
+use crate::common::{connect, migrated_database, peak_rss_mb, sibling_binary, start_stack};
 use crate::query::http;
 use crate::query::service::Service;
 
@@ -26,26 +25,8 @@ impl Stack {
     /// floor and the alert's own commit), Mosquitto as in production, and a
     /// migrated database with today's partitions.
     pub async fn start() -> anyhow::Result<Stack> {
-        let toolchain = Toolchain::discover()?;
-        let dir = throwaway_dir("citygauge-alerts-bench-")?;
-        let (pg_dir, mqtt_dir) = (dir.path().join("pg"), dir.path().join("mqtt"));
-        let (postgres, broker) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut postgres = Postgres::start(&toolchain, PostgresOptions::new(pg_dir, "postgres"))?;
-            postgres.psql("postgres", "ALTER SYSTEM SET track_commit_timestamp = on")?;
-            postgres.restart()?;
-            // The production sample's save interval (deploy/mosquitto.conf).
-            let broker = Mosquitto::start(
-                &toolchain,
-                MosquittoOptions { autosave_interval_s: 10, ..MosquittoOptions::new(mqtt_dir) },
-            )?;
-            Ok((postgres, broker))
-        })
-        .await??;
-        postgres.create_database("alerts", None)?;
-        let url = postgres.connection_string("alerts");
-        let store = Store::new(StoreConfig::new(&url))?;
-        store.migrate().await?;
-        store.maintain(chrono::Utc::now()).await?;
+        let (postgres, broker, dir) = start_stack("citygauge-alerts-bench-").await?;
+        let url = migrated_database(&postgres, "alerts").await?;
         Ok(Stack { postgres, broker, url, _dir: dir })
     }
 

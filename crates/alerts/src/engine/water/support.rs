@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::engine::debounce::Ladder;
 use crate::engine::{Assessment, Context, Verdict};
-use crate::model::{AlertKey, AlertState, Evidence, Observation, RuleId};
+use crate::model::{AlertKey, AlertState, Evidence, Observation, RuleId, Sensor};
 use crate::AlertError;
 
 /// A ladder from thresholds that may be missing. A missing grade takes the
@@ -106,6 +106,15 @@ pub fn round_time(t: DateTime<Utc>, step_s: i64) -> DateTime<Utc> {
     let s = t.timestamp();
     let r = (s + step_s / 2).div_euclid(step_s) * step_s;
     DateTime::from_timestamp(r, 0).unwrap_or(t)
+}
+
+/// How often `sensor` reports, in seconds: its registered interval, else its
+/// installation's `cadence_s`, else the family's `default_s`.
+pub fn expected_interval(sensor: &Sensor, default_s: i64) -> i64 {
+    if sensor.expected_interval_s > 0 {
+        return sensor.expected_interval_s;
+    }
+    sensor.installation.get("cadence_s").and_then(Value::as_i64).filter(|s| *s > 0).unwrap_or(default_s)
 }
 
 /// The validation helpers: each error names `path.field`.
