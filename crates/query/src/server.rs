@@ -77,9 +77,13 @@ impl AppState {
     }
 }
 
+/// Connections of the alerting tasks (warm-up reads, webhook claims, MQTT
+/// outbox), apart from the API's `--pool-max-size`.
+const ALERTING_POOL_SIZE: u32 = 4;
+
 /// Pool connections carry the statement timeout, so one heavy query cannot
 /// hold a connection (and a slot) for long.
-fn pool(config: &QueryConfig) -> Result<(Pool, tokio_postgres::Config), QueryError> {
+fn pool(config: &QueryConfig, max_size: u32) -> Result<(Pool, tokio_postgres::Config), QueryError> {
     let mut pg = tokio_postgres::Config::from_str(&config.database.database_url)
         .map_err(|e| QueryError::Config(format!("--database-url: {e}")))?;
     pg.connect_timeout(Duration::from_secs(5))
@@ -96,7 +100,7 @@ fn pool(config: &QueryConfig) -> Result<(Pool, tokio_postgres::Config), QueryErr
     // A request waits briefly for a connection, then gets 503 + Retry-After
     // instead of piling up behind a busy pool.
     let pool = Pool::builder(manager)
-        .max_size(config.pool_max_size as usize)
+        .max_size(max_size as usize)
         .timeouts(Timeouts {
             wait: Some(Duration::from_millis(config.pool_wait_ms)),
             create: Some(Duration::from_secs(5)),
@@ -120,7 +124,7 @@ impl Service {
     /// Validates the configuration and starts the background tasks.
     pub async fn start(config: QueryConfig) -> Result<Service, QueryError> {
         config.validate()?;
-        let (pool, listen_config) = pool(&config)?;
+        let (pool, listen_config) = pool(&config, config.pool_max_size)?;
         let metrics = Metrics::new();
         let health = Arc::new(Health::default());
         let cache = Arc::new(Cache::new(config.timezone()?, config.stale_factor, config.wet_min_cm));
@@ -152,6 +156,9 @@ impl Service {
         };
         let background = CancellationToken::new();
         if !config.alerting.alerts_disabled {
+            // The alerting tasks have connections of their own: a warm-up or
+            // a burst of deliveries never takes the API's, nor the reverse.
+            let (pool, _) = self::pool(&config, ALERTING_POOL_SIZE)?;
             let evaluator = crate::alerting::evaluator::EvaluatorContext {
                 pool: pool.clone(),
                 database: listen_config.clone(),
