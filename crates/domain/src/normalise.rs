@@ -168,6 +168,14 @@ impl Normaliser {
         Normaliser { config, pending: HashMap::new(), spikes: SpikeTracker::default() }
     }
 
+    /// Seeds the spike test with last good values from the store (see
+    /// [`SpikeTracker::seed`]): `(sensor, column, time, value)`.
+    pub fn seed_spikes<'a>(&mut self, seeds: impl IntoIterator<Item = (&'a str, Field, DateTime<Utc>, f64)>) {
+        for (sensor, field, ts, value) in seeds {
+            self.spikes.seed(sensor, field, ts, value);
+        }
+    }
+
     /// Forgets auto-registered sensors that the registry now knows.
     pub fn registry_refreshed(&mut self, registry: &Registry) {
         self.pending.retain(|id, _| registry.get(id).is_none());

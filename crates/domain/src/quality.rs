@@ -49,20 +49,56 @@ pub fn physical_range(field: Field) -> (f64, f64) {
 /// Rain faster than this is not rain (the world's one-hour record is ~305 mm).
 const MAX_RAIN_MM_PER_H: f64 = 350.0;
 
-/// The fastest credible change of a column per second, for the spike test.
-fn max_rate_per_s(field: Field) -> Option<f64> {
-    match field {
-        // A sewer manhole can surcharge by metres in minutes; more than a metre
-        // a minute is a sensor, not water.
-        Field::LevelM => Some(1.0 / 60.0),
-        Field::DepthCm => Some(30.0 / 60.0),
-        Field::TempC => Some(5.0 / 60.0),
-        _ => None,
+/// How fast a column can credibly change, for the spike test: a rate per
+/// second, and a cap on the whole change however long ago the last good value
+/// was (within [`SPIKE_WINDOW`]). The rate alone would let anything through
+/// after a gap: at 1 m a minute, a 10-minute cadence allows 10 m, and a river
+/// does not rise 5 m in 10 minutes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpikeLimit {
+    pub max_rate_per_s: f64,
+    pub max_change: f64,
+}
+
+impl SpikeLimit {
+    /// The largest credible change over `span_s` seconds.
+    fn allowance(self, span_s: f64) -> f64 {
+        (self.max_rate_per_s * span_s.max(MIN_RATE_SPAN_S)).min(self.max_change)
     }
 }
 
-/// The spike test looks back at most this far; older values say nothing.
-const SPIKE_WINDOW: Duration = Duration::hours(1);
+/// The spike test's limit for a column; `None`: the column is not tested.
+pub fn spike_limit(field: Field) -> Option<SpikeLimit> {
+    let (per_minute, max_change) = match field {
+        // A sewer manhole can surcharge by metres in minutes; more than a
+        // metre a minute is a sensor, not water. A flash flood raises a small
+        // urban river 1-2 m in half an hour to an hour (the fastest gauged
+        // rises are around 2 m in 30 min); between two readings a change of
+        // more than 2 m is a glitch, whatever the cadence. A real rise of more
+        // than 2 m reaches us in steps, each judged against the one before.
+        Field::LevelM => (1.0, 2.0),
+        // Water on a road rises through the kerb height within minutes, and a
+        // street flood seldom exceeds a metre: 30 cm a minute, at most 100 cm
+        // between two readings.
+        Field::DepthCm => (30.0, 100.0),
+        // Air temperature: a sensor leaving shade or a gust front moves a few
+        // degrees a minute; a cold front drops 10-15 degrees in an hour, so 15
+        // degrees between two readings is the most that is weather.
+        Field::TempC => (5.0, 15.0),
+        _ => return None,
+    };
+    Some(SpikeLimit { max_rate_per_s: per_minute / 60.0, max_change })
+}
+
+/// The columns the spike test covers, for seeding its state from the store.
+pub fn spike_fields() -> impl Iterator<Item = Field> {
+    Field::ALL.into_iter().filter(|&f| spike_limit(f).is_some())
+}
+
+/// The spike test looks back at most this far: a value after a longer silence
+/// is a new baseline, not judged (a gauge back from hours of outage may read
+/// anything). Within it, an hourly gauge is still tested, against the cap.
+pub const SPIKE_WINDOW: Duration = Duration::hours(3);
 /// Rates are computed over at least a minute, so jitter between two readings a
 /// second apart is not a spike.
 const MIN_RATE_SPAN_S: f64 = 60.0;
@@ -132,6 +168,28 @@ impl SpikeTracker {
         self.tracks.get_mut(sensor)?.iter_mut().find(|t| t.field == field)
     }
 
+    /// Seeds the last good value of `sensor`'s `field` from the store, as a
+    /// daemon starts: the first reading after a restart is then judged like
+    /// any other instead of being trusted blindly. Every daemon on a shared
+    /// subscription seeds from the same stored rows, so a sensor's next
+    /// reading meets the same baseline whichever daemon receives it. A value
+    /// the tracker already holds wins unless the seed is newer; a seed of a
+    /// column the test does not cover is ignored.
+    pub fn seed(&mut self, sensor: &str, field: Field, ts: DateTime<Utc>, value: f64) {
+        if spike_limit(field).is_none() || !value.is_finite() {
+            return;
+        }
+        let point = Point { ts, value };
+        match self.track(sensor, field) {
+            Some(track) if track.anchor.ts >= ts => {}
+            Some(track) => {
+                track.anchor = point;
+                track.run.clear();
+            }
+            None => self.start(sensor, field, point),
+        }
+    }
+
     fn start(&mut self, sensor: &str, field: Field, anchor: Point) {
         let tracks = match self.tracks.get_mut(sensor) {
             Some(tracks) => tracks,
@@ -174,9 +232,9 @@ pub fn check(
         }
         // A reading whose time cannot be trusted says nothing about the rate
         // of change, and must not become the value others are judged by.
-        if let (Some(max_rate), true) = (max_rate_per_s(field), credible_time) {
+        if let (Some(limit), true) = (spike_limit(field), credible_time) {
             let point = Point { ts: reading.ts, value };
-            if spike_check(&reading.sensor_id, field, point, max_rate, config.spike_rebaseline_after, spikes) {
+            if spike_check(&reading.sensor_id, field, point, limit, config.spike_rebaseline_after, spikes) {
                 reading.quality.flag(QualityLevel::Suspect, format!("spike:{field}"));
             }
         }
@@ -196,9 +254,9 @@ pub fn check_rain_rate(reading: &mut Reading) {
 }
 
 /// Whether going from `a` to `b` is faster than the quantity can change.
-fn too_fast(a: Point, b: Point, max_rate: f64) -> bool {
-    let span = ((b.ts - a.ts).num_milliseconds().abs() as f64 / 1000.0).max(MIN_RATE_SPAN_S);
-    (b.value - a.value).abs() / span > max_rate
+fn too_fast(a: Point, b: Point, limit: SpikeLimit) -> bool {
+    let span = (b.ts - a.ts).num_milliseconds().abs() as f64 / 1000.0;
+    (b.value - a.value).abs() > limit.allowance(span)
 }
 
 /// The rate-of-change test against the last good value; `true` is a spike.
@@ -209,7 +267,7 @@ fn spike_check(
     sensor: &str,
     field: Field,
     point: Point,
-    max_rate: f64,
+    limit: SpikeLimit,
     rebaseline_after: u32,
     spikes: &mut SpikeTracker,
 ) -> bool {
@@ -223,7 +281,7 @@ fn spike_check(
         track.run.clear();
         return false;
     }
-    if !too_fast(track.anchor, point, max_rate) {
+    if !too_fast(track.anchor, point, limit) {
         if point.ts > track.anchor.ts {
             track.anchor = point;
         }
@@ -231,7 +289,7 @@ fn spike_check(
         return false;
     }
     match track.run.last() {
-        Some(&last) if !too_fast(last, point, max_rate) => track.run.push(point),
+        Some(&last) if !too_fast(last, point, limit) => track.run.push(point),
         _ => {
             track.run.clear();
             track.run.push(point);
@@ -306,6 +364,84 @@ mod tests {
         let glitches: Vec<_> =
             [(5, 9.0), (6, 5.0), (7, 1.0), (8, 5.0)].iter().map(|&(m, v)| flag(m, v, &mut spikes)).collect();
         assert_eq!(glitches, ["spike:level_m", "", "spike:level_m", ""]);
+    }
+
+    fn flags(spikes: &mut SpikeTracker, readings: &[(i64, f64)]) -> Vec<String> {
+        readings
+            .iter()
+            .map(|&(m, v)| {
+                let mut r = level(m, v);
+                run(&mut r, None, spikes);
+                r.quality.reasons.join(",")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_allowance_is_capped_whatever_the_cadence() {
+        // At a 10-minute cadence the rate alone would allow 10 m.
+        let mut spikes = SpikeTracker::default();
+        assert_eq!(flags(&mut spikes, &[(0, 2.0), (10, 7.0), (20, 2.1)]), ["", "spike:level_m", ""]);
+        // Nor does an hour and a half of silence let a 5 m jump through.
+        let mut spikes = SpikeTracker::default();
+        assert_eq!(flags(&mut spikes, &[(0, 2.0), (90, 7.0)]), ["", "spike:level_m"]);
+    }
+
+    #[test]
+    fn a_flash_flood_rise_is_not_a_spike() {
+        // 1.5 m in 30 minutes at a 5-minute cadence, then 3 m in an hour at a
+        // 10-minute cadence: more than the cap in all, each step credible.
+        let mut spikes = SpikeTracker::default();
+        let rise: Vec<_> = (0..=6).map(|i| (i * 5, 1.0 + 0.25 * i as f64)).collect();
+        assert!(flags(&mut spikes, &rise).iter().all(String::is_empty));
+        let rise: Vec<_> = (1..=6).map(|i| (30 + i * 10, 2.5 + 0.5 * i as f64)).collect();
+        assert!(flags(&mut spikes, &rise).iter().all(String::is_empty));
+    }
+
+    #[test]
+    fn a_new_level_after_a_long_silence_is_a_new_baseline() {
+        let mut spikes = SpikeTracker::default();
+        // 6 h without data, then the level is 5 m lower: accepted, and it is
+        // the value the next readings are judged by.
+        assert_eq!(flags(&mut spikes, &[(0, 7.0), (360, 2.0), (370, 2.1), (380, 7.0)]), ["", "", "", "spike:level_m"]);
+    }
+
+    #[test]
+    fn a_seed_from_the_store_judges_the_first_reading() {
+        let mut spikes = SpikeTracker::default();
+        spikes.seed("kh-wl-0001", Field::LevelM, level(0, 0.0).ts, 2.0);
+        assert_eq!(flags(&mut spikes, &[(10, 7.0), (20, 2.1)]), ["spike:level_m", ""]);
+        // An older seed never replaces what the tracker has seen since.
+        spikes.seed("kh-wl-0001", Field::LevelM, level(5, 0.0).ts, 9.0);
+        assert_eq!(flags(&mut spikes, &[(30, 2.2)]), [""]);
+        // A seed older than the window says nothing.
+        let mut spikes = SpikeTracker::default();
+        spikes.seed("kh-wl-0001", Field::LevelM, level(0, 0.0).ts, 2.0);
+        assert_eq!(flags(&mut spikes, &[(240, 7.0)]), [""]);
+        // Columns the test does not cover are not seeded.
+        spikes.seed("kh-aq-0001", Field::Pm25, level(0, 0.0).ts, 20.0);
+        assert!(!spikes.tracks.contains_key("kh-aq-0001"));
+    }
+
+    proptest::proptest! {
+        /// Whatever the cadence within the window, a jump larger than the cap
+        /// is flagged, and a change within the per-minute rate and the cap is not.
+        #[test]
+        fn the_cap_holds_at_any_cadence(
+            gap_min in 1i64..180,
+            base in 0.0f64..10.0,
+            jump in 2.01f64..50.0,
+            down in proptest::bool::ANY,
+        ) {
+            let jump = if down { -jump } else { jump };
+            let mut spikes = SpikeTracker::default();
+            let got = flags(&mut spikes, &[(0, base), (gap_min, base + jump)]);
+            proptest::prop_assert_eq!(got, ["", "spike:level_m"]);
+            let credible = (gap_min as f64).min(2.0) * 0.99;
+            let mut spikes = SpikeTracker::default();
+            let got = flags(&mut spikes, &[(0, base), (gap_min, base + credible)]);
+            proptest::prop_assert_eq!(got, ["", ""]);
+        }
     }
 
     #[test]

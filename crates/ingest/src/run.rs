@@ -80,7 +80,7 @@ pub async fn run(
 
 async fn run_ingest(
     config: IngestConfig,
-    normaliser: Normaliser,
+    mut normaliser: Normaliser,
     store: Arc<Store>,
     metrics: Metrics,
     health: Arc<Health>,
@@ -106,6 +106,10 @@ async fn run_ingest(
         return Ok(());
     };
     info!(sensors = registry.len(), "registry: loaded");
+    seed_spike_test(&mut normaliser, &store, &stop.token, &metrics).await;
+    if stop.token.is_cancelled() {
+        return Ok(());
+    }
     health.set_migrated();
     let (registry_tx, registry_rx) = watch::channel(Arc::new(registry));
 
@@ -195,6 +199,29 @@ async fn run_ingest(
 
 /// Retries `step` while the database is unreachable; stops at once on errors
 /// that retrying cannot fix, naming the option; `None` if shutdown comes first.
+/// Seeds the spike test with each sensor's newest stored good value within
+/// the test's window, so the first reading after a restart is judged instead
+/// of trusted blindly. Every daemon on a shared subscription seeds the same
+/// way from the same rows, so whichever of them receives a sensor's next
+/// reading judges it against the same baseline. What this does not give:
+/// readings still in flight (received by another daemon, not yet committed)
+/// are not seen, and after start each daemon's state follows only the readings
+/// it receives itself; a sensor whose readings alternate between daemons is
+/// judged by each against the last good value that daemon saw (the broker
+/// orders a shared subscription per member, not per sensor). A failure here
+/// is not fatal: the daemon starts unseeded, as before.
+async fn seed_spike_test(normaliser: &mut Normaliser, store: &Store, shutdown: &CancellationToken, metrics: &Metrics) {
+    let since = chrono::Utc::now() - citygauge_domain::quality::SPIKE_WINDOW;
+    match until_ready("seed spike test", shutdown, metrics, || store.last_good_values(since)).await {
+        Ok(Some(seeds)) => {
+            info!(values = seeds.len(), "quality: spike test seeded from stored good values");
+            normaliser.seed_spikes(seeds.iter().map(|s| (s.sensor_id.as_str(), s.field, s.ts, s.value)));
+        }
+        Ok(None) => {}
+        Err(error) => warn!(%error, "quality: spike test not seeded; first readings are trusted"),
+    }
+}
+
 async fn until_ready<T, F, Fut>(
     what: &str,
     shutdown: &CancellationToken,

@@ -16,5 +16,5 @@ pub mod writer;
 
 pub use error::{class_of, ErrorClass, StoreError};
 pub use migrate::{Backend, BackendPreference, MIGRATIONS};
-pub use store::{Store, StoreConfig};
+pub use store::{LastGood, Store, StoreConfig};
 pub use writer::{Batch, RejectedMessage, WriteReport};

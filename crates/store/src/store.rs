@@ -17,6 +17,16 @@ use crate::registry::{self, ImportReport};
 use crate::writer::{self, Batch, WriteReport};
 use crate::{partitions, rollups, StoreError};
 
+/// A sensor's newest stored good value of one column, see
+/// [`Store::last_good_values`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastGood {
+    pub sensor_id: String,
+    pub field: citygauge_domain::Field,
+    pub ts: DateTime<Utc>,
+    pub value: f64,
+}
+
 /// How to reach and run the database.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -301,6 +311,30 @@ impl Store {
             crate::rollups::refresh_timescale_all(&client).await?;
         }
         Ok(())
+    }
+
+    /// The newest `good` value of every column the spike test covers, per
+    /// sensor, stamped after `since`: what the spike test of a starting
+    /// daemon is seeded with ([`citygauge_domain::quality::SpikeTracker::seed`]).
+    /// One `DISTINCT ON (sensor_id)` per column over the `(sensor_id, ts)`
+    /// primary key; the `ts` bound confines it to recent partitions or chunks.
+    pub async fn last_good_values(&self, since: DateTime<Utc>) -> Result<Vec<LastGood>, StoreError> {
+        let client = self.pool.get().await?;
+        let mut out = Vec::new();
+        for field in citygauge_domain::quality::spike_fields() {
+            let (table, column) = (field.kind().as_str(), field.name());
+            // Names from the domain's fixed column list, never from input.
+            let sql = format!(
+                "SELECT DISTINCT ON (sensor_id) sensor_id, ts, {column}
+                   FROM {table}
+                  WHERE ts > $1 AND quality = 'good' AND {column} IS NOT NULL
+                  ORDER BY sensor_id, ts DESC"
+            );
+            for row in client.query(&sql, &[&since]).await? {
+                out.push(LastGood { sensor_id: row.get(0), field, ts: row.get(1), value: row.get(2) });
+            }
+        }
+        Ok(out)
     }
 
     pub async fn load_registry(&self) -> Result<Registry, StoreError> {
