@@ -475,7 +475,16 @@ async fn database_routes_shed_load_and_time_out_with_retry_after() -> anyhow::Re
     overloaded(&get(&router, "/api/v1/overview").await, "overloaded");
     drop(held);
     // Every connection busy: a short wait, then 503.
-    let (a, b) = (service.state.pool.get().await?, service.state.pool.get().await?);
+    // (Background tasks borrow a connection now and then: take both when free.)
+    let mut held = None;
+    for _ in 0..100 {
+        if let (Ok(a), Ok(b)) = (service.state.pool.get().await, service.state.pool.get().await) {
+            held = Some((a, b));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (a, b) = held.ok_or_else(|| anyhow::anyhow!("the pool's two connections never came free"))?;
     overloaded(&get(&router, series).await, "timeout");
     drop((a, b));
     // A statement stuck behind a lock is cancelled by the statement timeout.

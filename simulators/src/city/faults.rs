@@ -88,9 +88,10 @@ impl Faults {
             let hour = 3_600_000;
             per_sensor[stuck] = Some(SensorFault::Stuck { from_ms: start_ms + hour, frozen: None });
             let mut at_ms = Vec::new();
-            // From when the gauges report every minute (storm mode): at a
-            // ten-minute cadence a jump of metres is a credible rise to the
-            // ingest spike test, and this gauge is meant to be caught.
+            // From when the gauges report every minute (storm mode), so the
+            // bursts fall among dense readings, as a false echo in a storm
+            // does (the ingest spike test caps a credible change at 2 m
+            // whatever the cadence, so it would catch them either way).
             let mut t = start_ms + rng.random_range(60 * 60_000..75 * 60_000);
             while t < start_ms + 12 * hour {
                 at_ms.push(t);
