@@ -22,7 +22,7 @@ use chrono::{DateTime, Duration, Utc};
 use citygauge_alerts::engine::{Input, Silence};
 use citygauge_alerts::{AlertKey, AlertState, Decision, Engine, Observation, RuleId, RuleSet, Sensor};
 use citygauge_domain::kind::FieldType;
-use citygauge_domain::{Field, Kind, QualityLevel};
+use citygauge_domain::{Field, Kind, QualityLevel, SensorStatus};
 use deadpool_postgres::Pool;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -32,8 +32,6 @@ use tracing::{debug, info, warn};
 
 use crate::QueryError;
 
-/// Seconds between readings when the registry says nothing (as the cache).
-const DEFAULT_INTERVAL_S: i64 = crate::cache::DEFAULT_INTERVAL_S;
 /// The stretch of readings one query reads.
 const WINDOW: Duration = Duration::minutes(15);
 /// The stretch one query reads while only the long histories (sewer lines
@@ -51,38 +49,23 @@ const DEFAULT_RIVER_RADIUS_M: f64 = 3_000.0;
 /// within `composite.radius_m` (PostGIS distance on the spheroid), for the
 /// composite diagnosis.
 pub async fn sensors(client: &impl GenericClient, rules: &RuleSet) -> Result<Vec<Sensor>, QueryError> {
-    let rows = client
-        .query(
-            "SELECT id, kind, subkind, name, district, ST_X(location), ST_Y(location), thresholds, installation
-               FROM sensors WHERE status = 'active' ORDER BY id",
-            &[],
-        )
-        .await?;
-    let object = |v: Value| match v {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
-    let mut sensors: Vec<Sensor> = rows
+    // The registry as the cache loads it (one reading of the rows for both).
+    let mut sensors: Vec<Sensor> = crate::cache::load::registry(client)
+        .await?
         .into_iter()
-        .map(|row| {
-            let installation = object(row.get(8));
-            Sensor {
-                id: row.get(0),
-                kind: Kind::from_str(row.get(1)).ok(),
-                subkind: row.get(2),
-                name: row.get(3),
-                name_zh: installation.get("name_zh").and_then(Value::as_str).map(str::to_string),
-                district: row.get(4),
-                lon: row.get(5),
-                lat: row.get(6),
-                thresholds: object(row.get(7)),
-                expected_interval_s: installation
-                    .get("cadence_s")
-                    .and_then(Value::as_f64)
-                    .filter(|c| *c >= 1.0)
-                    .map_or(DEFAULT_INTERVAL_S, |c| c as i64),
-                installation,
-            }
+        .filter(|meta| meta.status == SensorStatus::Active)
+        .map(|meta| Sensor {
+            id: meta.id,
+            kind: Some(meta.kind),
+            subkind: meta.subkind,
+            name: meta.name,
+            name_zh: meta.name_zh,
+            district: meta.district,
+            lon: meta.lon,
+            lat: meta.lat,
+            thresholds: meta.thresholds,
+            installation: meta.installation,
+            expected_interval_s: meta.expected_interval_s,
         })
         .collect();
     let nearest = client
