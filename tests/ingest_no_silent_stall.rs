@@ -250,16 +250,21 @@ async fn shutdown_is_bounded_when_the_database_stalls() -> anyhow::Result<()> {
     })
     .await?;
 
-    // The postmaster and every backend (each is its own process group).
-    let pids = postgres_processes(cluster.postgres.pid().expect("running"))?;
-    let signal = move |sig: &str| {
-        let mut kill = Command::new("kill");
-        kill.arg(sig).arg("--").args(pids.iter().map(u32::to_string));
-        kill.status()
-    };
-    assert!(signal("-STOP")?.success());
+    // The postmaster first (it then forks no new backend), then every
+    // backend (each is its own process group). A backend that ended between
+    // the listing and its signal needs no stalling, so only the postmaster's
+    // signal must succeed.
+    let postmaster = cluster.postgres.pid().expect("running");
+    let signal = |sig: &str, pid: u32| Command::new("kill").arg(sig).arg("--").arg(pid.to_string()).status();
+    assert!(signal("-STOP", postmaster)?.success());
+    let pids = postgres_processes(postmaster)?;
+    for &pid in &pids[1..] {
+        signal("-STOP", pid)?;
+    }
     let resumed = scopeguard(move || {
-        let _ = signal("-CONT");
+        for &pid in &pids {
+            let _ = signal("-CONT", pid);
+        }
     });
     for (topic, payload) in publish(100, 200) {
         publisher.publish(&topic, payload).await?;
