@@ -4,7 +4,9 @@
 # on free ports in throwaway directories), end-to-end tests through the real
 # binary, the control room in headless Chromium, and doc tests. Installs
 # PostgreSQL, PostGIS and Mosquitto from Debian's packages first if they are
-# missing (as root, or with sudo); Node.js, npm and Chromium likewise.
+# missing (as root, or with sudo), and stops and disables Debian's own
+# PostgreSQL and Mosquitto services (5432, 1883: where the defaults point);
+# Node.js, npm and Chromium are installed likewise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -49,13 +49,27 @@ pub enum Command {
     /// Flood warnings: replay the engine over a past period, manage operator tokens.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Open data: API keys with their own quota on `/opendata/` and `/sta/`.
+    #[command(subcommand)]
+    Opendata(OpendataCommand),
     /// Install PostgreSQL, PostGIS and Mosquitto from Debian's packages where
-    /// missing (uses sudo when not root); the tests and `dev` need them.
-    Setup,
+    /// missing (uses sudo when not root); the tests and `dev` need them. Then
+    /// stop and disable Debian's own PostgreSQL clusters and Mosquitto service,
+    /// so that nothing answers on the default ports 5432 and 1883.
+    Setup(SetupArgs),
     /// Run the whole platform locally on a demo city: installs what is
     /// missing, starts PostgreSQL and Mosquitto under `.citygauge/`, ingests
     /// what the simulator publishes. Ctrl-C stops everything; data is kept.
     Dev(Box<crate::dev::DevArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetupArgs {
+    /// Leave Debian's PostgreSQL clusters and Mosquitto service that were
+    /// installed before alone (those of packages this run installs are still
+    /// stopped and disabled).
+    #[arg(long, env = "CITYGAUGE_KEEP_SYSTEM_SERVICES")]
+    pub keep_system_services: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +81,13 @@ pub enum SensorsCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpendataCommand {
+    /// API keys: `create --name N --requests-per-minute R` prints the key once; `revoke --name N`.
+    #[command(subcommand)]
+    Key(citygauge_query::fair_use::keys::KeyCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,7 @@ use citygauge_store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cli::{AlertsCommand, Command, SensorsCommand};
+use crate::cli::{AlertsCommand, Command, OpendataCommand, SensorsCommand};
 
 pub async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Result<()> {
     match command {
@@ -51,8 +51,14 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Resul
                 report.superseded
             );
         }
-        Command::Setup => {
-            let toolchain = tokio::task::spawn_blocking(citygauge_stack::ensure_installed).await??;
+        Command::Setup(args) => {
+            let services = if args.keep_system_services {
+                citygauge_stack::SystemServices::KeepExisting
+            } else {
+                citygauge_stack::SystemServices::Disable
+            };
+            let installed = tokio::task::spawn_blocking(move || citygauge_stack::setup(services)).await??;
+            let toolchain = installed.toolchain;
             println!(
                 "ready: PostgreSQL {} with PostGIS in {}, Mosquitto {} at {}",
                 toolchain.pg_major(),
@@ -60,11 +66,18 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> anyhow::Resul
                 toolchain.mosquitto_version(),
                 toolchain.mosquitto().display()
             );
+            // What happened to Debian's own services on 5432 and 1883.
+            println!("{}", installed.services);
         }
         Command::Dev(args) => crate::dev::run(*args, shutdown).await?,
         Command::Alerts(AlertsCommand::Replay(args)) => {
             // The timeline alone on stdout (a table, or JSON for scripts).
             let out = citygauge_query::alerting::replay::command(*args).await?;
+            print!("{out}");
+        }
+        Command::Opendata(OpendataCommand::Key(command)) => {
+            // The key alone on stdout, printed once, so a script can capture it.
+            let out = citygauge_query::fair_use::keys::run_key_command(command).await?;
             print!("{out}");
         }
         Command::Alerts(AlertsCommand::Token(command)) => {

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
+use citygauge_bench::cpu::{CpuUse, Meter, Source};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, Incoming, MqttOptions};
 
@@ -18,7 +19,7 @@ pub async fn limit(
     messages: u64,
     per_message: usize,
     senml: bool,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<(Duration, CpuUse)> {
     let mut options = MqttOptions::new("bench-plain-subscriber", "127.0.0.1", bench.broker.port());
     options
         .set_keep_alive(Duration::from_secs(30))
@@ -49,6 +50,11 @@ pub async fn limit(
     });
     subscribed_rx.await?;
     let load = load_config(bench, args, "broker", messages, per_message, senml)?;
+    let meter = Meter::start(&[
+        ("broker", Source::Process(bench.broker.pid().context("the broker is not running")?)),
+        // The publisher and the plain subscriber, both in this process.
+        ("publisher+subscriber", Source::this_process()),
+    ])?;
     let started = Instant::now();
     citygauge_sim::run_load(load, tokio_util::sync::CancellationToken::new()).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -59,7 +65,8 @@ pub async fn limit(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
+    let cpu = meter.stop()?;
     let _ = client.disconnect().await;
     poller.abort();
-    Ok(elapsed)
+    Ok((elapsed, cpu))
 }

@@ -25,7 +25,7 @@ const TICK: Duration = Duration::from_millis(10);
 
 pub async fn steady(bench: &Bench, args: &Args) -> anyhow::Result<Latency> {
     let url = bench.database("latency").await?;
-    let mut daemon = bench.daemon(&url, "bench-latency", &args.daemon_args)?;
+    let mut daemon = bench.daemon(&url, "bench-latency", SENSORS as u64, &args.daemon_args)?;
     crate::setup::wait_subscribed(&url, &bench.broker).await?;
     let mut options = MqttOptions::new("bench-latency-publisher", "127.0.0.1", bench.broker.port());
     options.set_outgoing_inflight_upper_limit(1000).set_keep_alive(Duration::from_secs(30));

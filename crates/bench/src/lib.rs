@@ -11,4 +11,5 @@
 
 pub mod alerts;
 pub mod common;
+pub mod cpu;
 pub mod query;

@@ -7,13 +7,17 @@
 //! 3. the same with 50-reading SenML packs;
 //! 4. publish-to-commit latency at a steady rate, from each row's commit
 //!    timestamp (`track_commit_timestamp`) minus its publish time;
-//! 5. the daemon's peak RSS in each run.
+//! 5. the daemon's peak RSS in each run;
+//! 6. CPU time per stored reading of each process in each run (the daemon,
+//!    PostgreSQL with all its backends, the broker, the publisher), from
+//!    /proc, beside PostgreSQL's CPU per row of raw COPY ([`citygauge_bench::cpu`]).
 //!
 //! Build and run: `cargo build --release && target/release/citygauge-bench`.
 
 mod broker;
 mod latency;
 mod raw;
+mod report;
 mod setup;
 
 use anyhow::Context;
@@ -41,9 +45,13 @@ struct Args {
     /// Steady rate of the latency run, messages/s.
     #[arg(long, default_value_t = 5_000.0)]
     latency_rate: f64,
-    /// Length of the latency run, seconds.
+    /// Length of the latency run, seconds (0 skips it).
     #[arg(long, default_value_t = 30)]
     latency_seconds: u64,
+    /// Also write the CPU figures (microseconds per stored reading, per
+    /// process and run) to this file as JSON.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
     /// Extra `citygauge ingest` flags, e.g. `--daemon-arg=--writers=3`.
     #[arg(long = "daemon-arg", allow_hyphen_values = true)]
     daemon_args: Vec<String>,
@@ -58,25 +66,29 @@ async fn main() -> anyhow::Result<()> {
 
     // Latency first, on a quiet system: the throughput runs leave autovacuum,
     // checkpoints and a large broker backlog behind them.
-    let latency = latency::steady(&bench, &args).await?;
-    println!(
-        "latency at {:.0} messages/s for {} s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} readings; daemon peak RSS {:.1} MB",
-        args.latency_rate, args.latency_seconds, latency.p50_ms, latency.p99_ms, latency.max_ms, latency.readings, latency.peak_rss_mb
-    );
+    if args.latency_seconds > 0 {
+        let latency = latency::steady(&bench, &args).await?;
+        println!(
+            "latency at {:.0} messages/s for {} s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} readings; daemon peak RSS {:.1} MB",
+            args.latency_rate, args.latency_seconds, latency.p50_ms, latency.p99_ms, latency.max_ms, latency.readings, latency.peak_rss_mb
+        );
+    }
     // 1. The raw limit, with the rows the pack run will store.
     let rows = args.packs * args.pack_size as u64;
-    let raw = raw::copy_limit(&bench, args.sensors, rows).await?;
+    let (raw, raw_cpu) = raw::copy_limit(&bench, args.sensors, rows).await?;
     println!("time-series backend: {}", bench.backend().await?);
     println!(
         "raw binary COPY: {rows} rows in {:.2} s = {:.0} rows/s",
         raw.as_secs_f64(),
         rows as f64 / raw.as_secs_f64()
     );
+    println!("  {}", raw_cpu.line(rows, "row"));
 
     // 2. One reading per message: the broker alone, then through citygauge.
-    let plain = broker::limit(&bench, &args, args.messages, 1, false).await?;
+    let (plain, plain_cpu) = broker::limit(&bench, &args, args.messages, 1, false).await?;
     let plain_rate = args.messages as f64 / plain.as_secs_f64();
     println!("broker alone, single readings to a plain QoS 1 subscriber: {plain_rate:.0} messages/s");
+    println!("  {}", plain_cpu.line(args.messages, "message"));
     let single = bench.throughput("single", &args, args.messages, 1, citygauge_sim::LoadFormat::Canonical).await?;
     let single_rate = args.messages as f64 / single.elapsed.as_secs_f64();
     println!(
@@ -86,14 +98,16 @@ async fn main() -> anyhow::Result<()> {
         100.0 * single_rate / plain_rate,
         single.peak_rss_mb
     );
+    println!("  {}", single.cpu.line(args.messages, "reading"));
 
     // 3. Packs: the broker alone, then through citygauge, against raw COPY.
-    let plain_packs = broker::limit(&bench, &args, args.packs, args.pack_size, true).await?;
+    let (plain_packs, plain_packs_cpu) = broker::limit(&bench, &args, args.packs, args.pack_size, true).await?;
     println!(
         "broker alone, {}-reading packs: {:.0} readings/s",
         args.pack_size,
         rows as f64 / plain_packs.as_secs_f64()
     );
+    println!("  {}", plain_packs_cpu.line(rows, "reading"));
     let packs = bench.throughput("packs", &args, args.packs, args.pack_size, citygauge_sim::LoadFormat::Senml).await?;
     let pack_rate = rows as f64 / packs.elapsed.as_secs_f64();
     println!(
@@ -103,6 +117,20 @@ async fn main() -> anyhow::Result<()> {
         100.0 * pack_rate / (rows as f64 / raw.as_secs_f64()),
         packs.peak_rss_mb
     );
+    println!("  {}", packs.cpu.line(rows, "reading"));
+
+    let runs = [
+        report::Run { name: "raw binary COPY", items: rows, cpu: &raw_cpu },
+        report::Run { name: "broker alone, single", items: args.messages, cpu: &plain_cpu },
+        report::Run { name: "single readings", items: args.messages, cpu: &single.cpu },
+        report::Run { name: "broker alone, packs", items: rows, cpu: &plain_packs_cpu },
+        report::Run { name: "SenML packs", items: rows, cpu: &packs.cpu },
+    ];
+    print!("{}", report::cpu_table(&runs));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report::cpu_json(&runs))?)
+            .with_context(|| format!("--json {}", path.display()))?;
+    }
 
     drop(bench);
     Ok(())

@@ -5,7 +5,9 @@
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
+use citygauge_bench::cpu::{CpuUse, Meter, Source};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -14,7 +16,9 @@ use crate::setup::{connect, Bench};
 const BATCH_ROWS: usize = 10_000;
 const CONNECTIONS: usize = 2;
 
-pub async fn copy_limit(bench: &Bench, sensors: u64, rows: u64) -> anyhow::Result<Duration> {
+/// The time COPY took, and the CPU PostgreSQL and this process (the COPY
+/// client) used meanwhile.
+pub async fn copy_limit(bench: &Bench, sensors: u64, rows: u64) -> anyhow::Result<(Duration, CpuUse)> {
     let url = bench.database("raw").await?;
     let start = Utc::now() - chrono::Duration::hours(2);
     // Built before the clock starts: only COPY is timed.
@@ -27,6 +31,10 @@ pub async fn copy_limit(bench: &Bench, sensors: u64, rows: u64) -> anyhow::Resul
         .collect();
     let chunks: Vec<Vec<(String, DateTime<Utc>, f64)>> =
         all.chunks(all.len().div_ceil(CONNECTIONS)).map(|c| c.to_vec()).collect();
+    let meter = Meter::start(&[
+        ("postgres", Source::Tree(bench.postgres.pid().context("PostgreSQL is not running")?)),
+        ("client", Source::this_process()),
+    ])?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for chunk in chunks {
@@ -54,5 +62,6 @@ pub async fn copy_limit(bench: &Bench, sensors: u64, rows: u64) -> anyhow::Resul
     for task in tasks {
         task.await??;
     }
-    Ok(started.elapsed())
+    let elapsed = started.elapsed();
+    Ok((elapsed, meter.stop()?))
 }

@@ -13,6 +13,7 @@ use crate::Args;
 
 pub use citygauge_bench::common::{connect, machine};
 use citygauge_bench::common::{migrated_database, peak_rss_mb, sibling_binary, start_stack};
+use citygauge_bench::cpu::{CpuUse, Meter, Source};
 
 pub struct Bench {
     pub postgres: Postgres,
@@ -23,6 +24,9 @@ pub struct Bench {
 pub struct Throughput {
     pub elapsed: Duration,
     pub peak_rss_mb: f64,
+    /// CPU time of the daemon, PostgreSQL, the broker and the publisher
+    /// between the first publish and the last commit.
+    pub cpu: CpuUse,
 }
 
 impl Bench {
@@ -42,12 +46,19 @@ impl Bench {
         Ok(client.query_one("SELECT value FROM platform_settings WHERE key = 'timeseries_backend'", &[]).await?.get(0))
     }
 
-    pub fn daemon(&self, url: &str, client_id: &str, extra: &[String]) -> anyhow::Result<Daemon> {
+    /// The daemon for a run whose load names `sensors` distinct sensors.
+    pub fn daemon(&self, url: &str, client_id: &str, sensors: u64, extra: &[String]) -> anyhow::Result<Daemon> {
         let binary = sibling_binary("citygauge")?;
         let http = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        // The load's sensors are not in the registry: each becomes a pending
+        // sensor on its first reading, and past the cap (1,000 by default)
+        // their readings would be refused and the run would never complete.
+        // Room for all of them and the subscription probe; `extra` may
+        // override it (a later flag wins).
+        let pending = format!("--max-pending-sensors={}", sensors + 16);
         let child = Command::new(&binary)
             .args(["ingest", "--mqtt-url", &self.broker.url(), "--database-url", url, "--mqtt-client-id", client_id])
-            .args(["--http-listen", &http.to_string(), "--log", "warn"])
+            .args(["--http-listen", &http.to_string(), "--log", "warn", &pending])
             .args(extra)
             .stdin(Stdio::null())
             .spawn()
@@ -66,11 +77,19 @@ impl Bench {
         format: LoadFormat,
     ) -> anyhow::Result<Throughput> {
         let url = self.database(name).await?;
-        let mut daemon = self.daemon(&url, &format!("bench-{name}"), &args.daemon_args)?;
+        let mut daemon = self.daemon(&url, &format!("bench-{name}"), args.sensors, &args.daemon_args)?;
         wait_subscribed(&url, &self.broker).await?;
         let before = daemon.stored_readings().await?;
         let readings = messages * per_message as u64;
         let load = load_config(self, args, name, messages, per_message, format == LoadFormat::Senml)?;
+        let meter = Meter::start(&[
+            ("daemon", Source::Process(daemon.pid())),
+            ("postgres", Source::Tree(self.postgres.pid().context("PostgreSQL is not running")?)),
+            ("broker", Source::Process(self.broker.pid().context("the broker is not running")?)),
+            // The load generator runs in this process (so does the polling of
+            // the daemon's metrics below, a request every 20 ms).
+            ("publisher", Source::this_process()),
+        ])?;
         let started = Instant::now();
         let stats = citygauge_sim::run_load(load, CancellationToken::new()).await?;
         if stats.distinct_readings != readings {
@@ -86,6 +105,7 @@ impl Bench {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let elapsed = started.elapsed();
+        let cpu = meter.stop()?;
         // And the table agrees, exactly.
         let stored: i64 = connect(&url).await?.query_one("SELECT count(*) FROM water_level", &[]).await?.get(0);
         if stored as u64 != readings {
@@ -93,7 +113,7 @@ impl Bench {
         }
         let peak_rss_mb = daemon.peak_rss_mb()?;
         daemon.stop();
-        Ok(Throughput { elapsed, peak_rss_mb })
+        Ok(Throughput { elapsed, peak_rss_mb, cpu })
     }
 }
 
@@ -149,6 +169,10 @@ impl Daemon {
             .filter(|l| l.starts_with("citygauge_ingest_readings_stored_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// VmHWM: the highest resident set size the process has had.

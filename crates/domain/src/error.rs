@@ -40,6 +40,10 @@ pub enum DomainError {
     TimestampOutOfWindow { ts: String, problem: String },
     #[error("{0}")]
     IdentityMismatch(String),
+    #[error("sensor `{0}` is not registered, and unknown_sensors = reject")]
+    UnknownSensor(String),
+    #[error("sensor `{sensor_id}` is not registered, and {max} pending sensors already wait for an operator (max_pending_sensors)")]
+    PendingSensorsFull { sensor_id: String, max: usize },
     #[error("topic `{topic}` may not write sensor `{sensor_id}` ({why})")]
     SourceNotAllowed { topic: String, sensor_id: String, why: String },
     #[error("registry file, {location}: {problem}")]
@@ -73,6 +77,11 @@ pub enum RejectReason {
     /// A record for a sensor its topic is not bound to (`senml_sources`, or a
     /// SenML pack on another sensor's own topic).
     SourceNotAllowed,
+    /// A sensor the registry does not know, with `unknown_sensors = reject`.
+    UnknownSensor,
+    /// A sensor the registry does not know, while `max_pending_sensors`
+    /// pending sensors already wait for an operator.
+    PendingSensorsFull,
     /// The database refused the row itself (a safety net: should not happen).
     StoreRejected,
     /// The decoder failed on the message (a bug, kept for its report).
@@ -81,7 +90,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, for pre-registering metric label values.
-    pub const ALL: [RejectReason; 20] = [
+    pub const ALL: [RejectReason; 22] = [
         Self::Oversized,
         Self::MalformedPayload,
         Self::UnknownTopic,
@@ -100,6 +109,8 @@ impl RejectReason {
         Self::TimestampOutOfWindow,
         Self::IdentityMismatch,
         Self::SourceNotAllowed,
+        Self::UnknownSensor,
+        Self::PendingSensorsFull,
         Self::StoreRejected,
         Self::DecoderFault,
     ];
@@ -124,6 +135,8 @@ impl RejectReason {
             Self::TimestampOutOfWindow => "timestamp_out_of_window",
             Self::IdentityMismatch => "identity_mismatch",
             Self::SourceNotAllowed => "source_not_allowed",
+            Self::UnknownSensor => "unknown_sensor",
+            Self::PendingSensorsFull => "pending_sensors_full",
             Self::StoreRejected => "store_rejected",
             Self::DecoderFault => "decoder_fault",
         }
@@ -157,6 +170,8 @@ impl DomainError {
             Self::TimestampOutOfWindow { .. } => RejectReason::TimestampOutOfWindow,
             Self::IdentityMismatch(_) => RejectReason::IdentityMismatch,
             Self::SourceNotAllowed { .. } => RejectReason::SourceNotAllowed,
+            Self::UnknownSensor(_) => RejectReason::UnknownSensor,
+            Self::PendingSensorsFull { .. } => RejectReason::PendingSensorsFull,
         }
     }
 

@@ -4,8 +4,6 @@
 //! silently: what cannot be stored comes back as a [`Rejection`] with a reason
 //! code and a detail.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
@@ -35,6 +33,10 @@ pub struct NormaliseConfig {
     pub urn_prefixes: Vec<String>,
     /// Topics bound to the sensors they may write.
     pub senml_sources: SourceBindings,
+    /// What a reading for a sensor the registry does not know becomes.
+    pub unknown_sensors: UnknownSensors,
+    /// Past this many pending sensors, new ids are refused.
+    pub max_pending_sensors: usize,
 }
 
 /// The URN prefix a SenML name may put before a sensor id by default.
@@ -50,6 +52,8 @@ impl Default for NormaliseConfig {
             quality: QualityConfig::default(),
             urn_prefixes: vec![DEFAULT_URN_PREFIX.to_string()],
             senml_sources: SourceBindings::default(),
+            unknown_sensors: UnknownSensors::default(),
+            max_pending_sensors: DEFAULT_MAX_PENDING_SENSORS,
         }
     }
 }
@@ -159,13 +163,13 @@ pub struct Decoded {
 #[derive(Debug)]
 pub struct Normaliser {
     config: NormaliseConfig,
-    pending: HashMap<String, Kind>,
+    pending: PendingSensors,
     spikes: SpikeTracker,
 }
 
 impl Normaliser {
     pub fn new(config: NormaliseConfig) -> Self {
-        Normaliser { config, pending: HashMap::new(), spikes: SpikeTracker::default() }
+        Normaliser { config, pending: PendingSensors::default(), spikes: SpikeTracker::default() }
     }
 
     /// Seeds the spike test with last good values from the store (see
@@ -178,7 +182,7 @@ impl Normaliser {
 
     /// Forgets auto-registered sensors that the registry now knows.
     pub fn registry_refreshed(&mut self, registry: &Registry) {
-        self.pending.retain(|id, _| registry.get(id).is_none());
+        self.pending.confirmed(registry);
     }
 
     pub fn normalise(&mut self, msg: &Message<'_>, registry: &Registry) -> Decoded {
@@ -241,7 +245,7 @@ impl Normaliser {
         let ts = record.ts.unwrap_or(received_at);
         let q = &self.config.quality;
         time::check_window(ts, received_at, q.max_backfill, q.max_future)?;
-        let sensor = self.resolve(&record, registry, out)?;
+        let sensor = self.resolve(&record, received_at, registry, out)?;
         let mut fields = record.fields;
         // The first value of a field wins, as the first record of a pack does.
         let mut seen = 0u32;
@@ -301,10 +305,12 @@ impl Normaliser {
         quality::check(reading, sensor, received_at, &self.config.quality, &mut self.spikes);
     }
 
-    /// Finds the record's sensor, or registers it as pending.
+    /// Finds the record's sensor, or registers it as pending (as the
+    /// `unknown_sensors` policy and the cap allow).
     fn resolve<'r>(
         &mut self,
         record: &RawRecord,
+        received_at: DateTime<Utc>,
         registry: &'r Registry,
         out: &mut Decoded,
     ) -> Result<Option<&'r SensorInfo>, DomainError> {
@@ -317,11 +323,12 @@ impl Normaliser {
             }
             return Ok(Some(sensor));
         }
-        match self.pending.get(&record.sensor_id) {
-            Some(&kind) if kind != record.kind => Err(kind_mismatch(&record.sensor_id, kind, record.kind)),
+        match self.pending.kind_of(&record.sensor_id) {
+            Some(kind) if kind != record.kind => Err(kind_mismatch(&record.sensor_id, kind, record.kind)),
             Some(_) => Ok(None),
             None => {
-                self.pending.insert(record.sensor_id.clone(), record.kind);
+                let (policy, max) = (self.config.unknown_sensors, self.config.max_pending_sensors);
+                self.pending.admit(&record.sensor_id, record.kind, received_at, registry, policy, max)?;
                 out.new_sensors.push(NewSensor {
                     id: record.sensor_id.clone(),
                     kind: record.kind,
@@ -471,7 +478,10 @@ fn streetlight(fields: &[(Field, FieldValue)]) -> Result<Streetlight, DomainErro
     Ok(light)
 }
 
+mod pending;
 mod sources;
+use pending::PendingSensors;
+pub use pending::{UnknownSensors, DEFAULT_MAX_PENDING_SENSORS};
 pub use sources::{Allowed, SourceBindings};
 
 #[cfg(test)]

@@ -95,11 +95,34 @@ pub struct NewSensor {
 
 /// An in-memory snapshot of the registry, indexed by id, by device EUI and by
 /// alias (other names a sensor is sent under, `installation.aliases`).
+/// Kept current by [`Registry::apply`] with the rows that changed, so the
+/// indexes follow an update (a new EUI, fewer aliases) as a reload would.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     by_id: HashMap<String, SensorInfo>,
     id_by_eui: HashMap<String, String>,
     id_by_alias: HashMap<String, String>,
+    /// Each sensor's aliases, to drop them when its row changes.
+    aliases_by_id: HashMap<String, Vec<String>>,
+    /// How many sensors held are `pending` (the cap counts them).
+    pending: usize,
+}
+
+/// One sensor as the store reads it: what normalisation needs, and the other
+/// names it is sent under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryEntry {
+    pub sensor: SensorInfo,
+    pub aliases: Vec<String>,
+}
+
+/// What [`Registry::apply`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Sensors added or changed.
+    pub changed: usize,
+    /// New pending sensors not held: the registry already holds the cap.
+    pub skipped: usize,
 }
 
 /// What a name sent in place of a sensor id (a SenML name, a URN) means.
@@ -128,11 +151,89 @@ impl Registry {
         registry
     }
 
+    /// Adds a sensor, or replaces the one with its id (and its EUI index).
     pub fn insert(&mut self, sensor: SensorInfo) {
+        self.forget_eui(&sensor.id);
         if let Some(eui) = &sensor.dev_eui {
             self.id_by_eui.insert(normalise_eui(eui), sensor.id.clone());
         }
-        self.by_id.insert(sensor.id.clone(), sensor);
+        if sensor.status == SensorStatus::Pending {
+            self.pending += 1;
+        }
+        if let Some(old) = self.by_id.insert(sensor.id.clone(), sensor) {
+            if old.status == SensorStatus::Pending {
+                self.pending -= 1;
+            }
+        }
+    }
+
+    /// Forgets a sensor, its EUI and its aliases.
+    pub fn remove(&mut self, id: &str) -> Option<SensorInfo> {
+        self.forget_eui(id);
+        self.set_aliases(id, Vec::new());
+        let old = self.by_id.remove(id)?;
+        if old.status == SensorStatus::Pending {
+            self.pending -= 1;
+        }
+        Some(old)
+    }
+
+    fn forget_eui(&mut self, id: &str) {
+        let Some(eui) = self.by_id.get(id).and_then(|s| s.dev_eui.as_deref()) else { return };
+        let eui = normalise_eui(eui);
+        if self.id_by_eui.get(&eui).is_some_and(|owner| owner == id) {
+            self.id_by_eui.remove(&eui);
+        }
+    }
+
+    /// Makes `aliases` the other names of sensor `id`, replacing the ones it had.
+    fn set_aliases(&mut self, id: &str, aliases: Vec<String>) {
+        for old in self.aliases_by_id.remove(id).unwrap_or_default() {
+            if self.id_by_alias.get(&old).is_some_and(|owner| owner == id) {
+                self.id_by_alias.remove(&old);
+            }
+        }
+        for alias in &aliases {
+            self.id_by_alias.insert(alias.clone(), id.to_string());
+        }
+        if !aliases.is_empty() {
+            self.aliases_by_id.insert(id.to_string(), aliases);
+        }
+    }
+
+    /// Applies rows read from the store (new or changed sensors). A pending
+    /// sensor not held yet is skipped once `max_pending` pending sensors are
+    /// held, so no number of registrations grows the registry past the cap;
+    /// it is then unknown to ingest, whose cap rejects it too.
+    pub fn apply(&mut self, entries: impl IntoIterator<Item = RegistryEntry>, max_pending: usize) -> Applied {
+        let mut applied = Applied::default();
+        for RegistryEntry { sensor, mut aliases } in entries {
+            let old = self.by_id.get(&sensor.id);
+            aliases.sort_unstable();
+            aliases.dedup();
+            let same_aliases = self.aliases_by_id.get(&sensor.id).map_or(aliases.is_empty(), |a| *a == aliases);
+            if old == Some(&sensor) && same_aliases {
+                continue;
+            }
+            let was_pending = old.is_some_and(|s| s.status == SensorStatus::Pending);
+            if sensor.status == SensorStatus::Pending && !was_pending && self.pending >= max_pending {
+                applied.skipped += 1;
+                // A sensor held as active or retired that became pending
+                // again is no longer what the registry says: forget it.
+                self.remove(&sensor.id);
+                continue;
+            }
+            let id = sensor.id.clone();
+            self.insert(sensor);
+            self.set_aliases(&id, aliases);
+            applied.changed += 1;
+        }
+        applied
+    }
+
+    /// Pending sensors held.
+    pub fn pending_count(&self) -> usize {
+        self.pending
     }
 
     pub fn get(&self, id: &str) -> Option<&SensorInfo> {
@@ -143,7 +244,12 @@ impl Registry {
     /// alias of another sensor). Registry files give them as
     /// `installation.aliases`; see [`file::SensorRecord::aliases`].
     pub fn insert_alias(&mut self, alias: impl Into<String>, id: impl Into<String>) {
-        self.id_by_alias.insert(alias.into(), id.into());
+        let (alias, id) = (alias.into(), id.into());
+        let listed = self.aliases_by_id.entry(id.clone()).or_default();
+        if let Err(at) = listed.binary_search(&alias) {
+            listed.insert(at, alias.clone());
+        }
+        self.id_by_alias.insert(alias, id);
     }
 
     /// A registry of these records, aliases included.
@@ -264,6 +370,42 @@ mod tests {
         assert_eq!(id("urn:dev:mac:0024befffe804ff2"), "as is urn:dev:mac:0024befffe804ff2");
         assert_eq!(id("urn:dev:city:"), "as is urn:dev:city:");
         assert_eq!(id("kh-aq-0999"), "as is kh-aq-0999");
+    }
+
+    #[test]
+    fn changed_rows_update_the_indexes_and_pending_sensors_stop_at_the_cap() {
+        let entry = |id: &str, status: SensorStatus, eui: Option<&str>, aliases: &[&str]| {
+            let mut sensor = SensorInfo::new(id, Kind::AirQuality, status);
+            sensor.dev_eui = eui.map(str::to_string);
+            RegistryEntry { sensor, aliases: aliases.iter().map(|a| a.to_string()).collect() }
+        };
+        let mut registry = Registry::default();
+        let first = [
+            entry("kh-aq-0001", SensorStatus::Active, Some("0024befffe804ff1"), &["airbox-1"]),
+            entry("new-1", SensorStatus::Pending, None, &[]),
+            entry("new-2", SensorStatus::Pending, None, &[]),
+            entry("new-3", SensorStatus::Pending, None, &[]),
+        ];
+        assert_eq!(registry.apply(first.clone(), 2), Applied { changed: 3, skipped: 1 });
+        assert_eq!((registry.len(), registry.pending_count()), (3, 2));
+        assert!(registry.get("new-3").is_none(), "past the cap");
+        // The same rows again change nothing (a refresh reads recent rows twice).
+        assert_eq!(registry.apply(first, 2), Applied { changed: 0, skipped: 1 });
+        // An operator activates new-1 (room for new-3), and the sensor gets
+        // a new EUI and other aliases.
+        let second = [
+            entry("new-1", SensorStatus::Active, None, &[]),
+            entry("new-3", SensorStatus::Pending, None, &[]),
+            entry("kh-aq-0001", SensorStatus::Active, Some("0024befffe804ff2"), &["airbox-9"]),
+        ];
+        assert_eq!(registry.apply(second, 2), Applied { changed: 3, skipped: 0 });
+        assert_eq!((registry.len(), registry.pending_count()), (4, 2));
+        assert!(registry.by_dev_eui("0024befffe804ff1").is_none());
+        assert_eq!(registry.by_dev_eui("0024befffe804ff2").unwrap().id, "kh-aq-0001");
+        assert!(registry.by_alias("airbox-1").is_none());
+        assert_eq!(registry.by_alias("airbox-9").unwrap().id, "kh-aq-0001");
+        registry.remove("new-3");
+        assert_eq!((registry.len(), registry.pending_count()), (3, 1));
     }
 
     #[test]

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use citygauge_domain::decode::{DeviceProfileConfig, DeviceProfiles};
-use citygauge_domain::normalise::SourceBindings;
+use citygauge_domain::normalise::{SourceBindings, UnknownSensors};
 use citygauge_domain::quality::QualityConfig;
 use citygauge_domain::{DomainError, Kind, NormaliseConfig};
-use citygauge_store::{BackendPreference, StoreConfig};
+use citygauge_store::{BackendPreference, ConnectOptions, Secret, SslMode, StoreConfig};
 
 use crate::IngestError;
 
@@ -25,6 +26,16 @@ pub enum MqttProtocol {
     V5,
 }
 
+/// What a reading for a sensor the registry does not know becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnknownSensorsPolicy {
+    /// Kept; the sensor is registered as `pending` for an operator (up to
+    /// `max_pending_sensors`).
+    Pending,
+    /// Refused (`unknown_sensor`): only registered sensors write.
+    Reject,
+}
+
 /// Time-series backend for a new database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
@@ -34,8 +45,8 @@ pub enum BackendChoice {
 }
 
 /// Where the database is, and how a new one is set up: every subcommand that
-/// opens the database takes these.
-#[derive(Debug, Clone, clap::Args)]
+/// opens the database takes these. Debug hides passwords.
+#[derive(Clone, clap::Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL connection, libpq `key=value` string or `postgres://` URL.
     #[arg(
@@ -48,11 +59,72 @@ pub struct DatabaseArgs {
     /// Time-series backend of a new database.
     #[arg(long, env = "CITYGAUGE_TIMESERIES_BACKEND", value_enum, default_value = "auto")]
     pub timeseries_backend: BackendChoice,
+    /// TLS to the database when the URL has no `sslmode`: disable, prefer
+    /// (TLS if the server offers it, certificate not checked), require
+    /// (certificate checked only with a CA file), verify-ca, verify-full.
+    #[arg(long, env = "CITYGAUGE_DATABASE_SSLMODE", value_parser = parse_sslmode)]
+    pub database_sslmode: Option<SslMode>,
+    /// PEM file of the CA that signed the database's certificate (like the
+    /// URL's `sslrootcert`).
+    #[arg(long, env = "CITYGAUGE_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
+    /// Database password, overriding the URL's (better in the environment
+    /// than on a command line).
+    #[arg(long, env = "CITYGAUGE_DATABASE_PASSWORD", hide_env_values = true)]
+    pub database_password: Option<Secret>,
+    /// File holding the database password (a mounted secret).
+    #[arg(long, env = "CITYGAUGE_DATABASE_PASSWORD_FILE", conflicts_with = "database_password")]
+    pub database_password_file: Option<PathBuf>,
+}
+
+fn parse_sslmode(s: &str) -> Result<SslMode, String> {
+    s.parse()
+}
+
+impl std::fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field("database_url", &citygauge_store::redact(&self.database_url))
+            .field("timeseries_backend", &self.timeseries_backend)
+            .field("database_sslmode", &self.database_sslmode)
+            .field("database_ca_file", &self.database_ca_file)
+            .field("database_password", &self.database_password)
+            .field("database_password_file", &self.database_password_file)
+            .finish()
+    }
 }
 
 impl DatabaseArgs {
+    /// Settings for a database at `database_url`, everything else default.
+    pub fn new(database_url: impl Into<String>) -> DatabaseArgs {
+        DatabaseArgs {
+            database_url: database_url.into(),
+            timeseries_backend: BackendChoice::Auto,
+            database_sslmode: None,
+            database_ca_file: None,
+            database_password: None,
+            database_password_file: None,
+        }
+    }
+
+    /// TLS and password settings besides the URL.
+    pub fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            sslmode: self.database_sslmode,
+            ca_file: self.database_ca_file.clone(),
+            password: self.database_password.clone(),
+            password_file: self.database_password_file.clone(),
+        }
+    }
+
+    /// Every connection setting, checked (files read): errors name the option.
+    pub fn database(&self) -> Result<citygauge_store::Database, citygauge_store::StoreError> {
+        citygauge_store::Database::new(&self.database_url, &self.connect_options())
+    }
+
     pub fn store_config(&self) -> StoreConfig {
         let mut store = StoreConfig::new(&self.database_url);
+        store.connect = self.connect_options();
         store.backend = match self.timeseries_backend {
             BackendChoice::Auto => BackendPreference::Auto,
             BackendChoice::Timescaledb => BackendPreference::TimescaleDb,
@@ -64,7 +136,8 @@ impl DatabaseArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestConfig {
-    /// Broker address, `mqtt://host:port`.
+    /// Broker address, `mqtt://host:port`, or `mqtts://host:port` for TLS
+    /// (port 8883 by default).
     #[arg(long, env = "CITYGAUGE_MQTT_URL", default_value = "mqtt://127.0.0.1:1883")]
     pub mqtt_url: String,
     /// Client id; keep it stable so the broker keeps the session (and queued
@@ -88,24 +161,45 @@ pub struct IngestConfig {
     #[arg(long, env = "CITYGAUGE_MQTT_USERNAME")]
     pub mqtt_username: Option<String>,
     #[arg(long, env = "CITYGAUGE_MQTT_PASSWORD", hide_env_values = true)]
-    pub mqtt_password: Option<String>,
+    pub mqtt_password: Option<Secret>,
+    /// File holding the MQTT password (a mounted secret).
+    #[arg(long, env = "CITYGAUGE_MQTT_PASSWORD_FILE", conflicts_with = "mqtt_password")]
+    pub mqtt_password_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the broker's certificate (`mqtts://`);
+    /// without it the public (Mozilla) CAs are trusted.
+    #[arg(long, env = "CITYGAUGE_MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for brokers that require one.
+    #[arg(long, env = "CITYGAUGE_MQTT_CLIENT_CERT_FILE", requires = "mqtt_client_key_file")]
+    pub mqtt_client_cert_file: Option<PathBuf>,
+    /// PEM private key of `mqtt_client_cert_file`.
+    #[arg(long, env = "CITYGAUGE_MQTT_CLIENT_KEY_FILE", requires = "mqtt_client_cert_file")]
+    pub mqtt_client_key_file: Option<PathBuf>,
+    /// Seconds between pings (at least 5). While `held_payload_budget_bytes`
+    /// pauses reading no ping is sent: a pause longer than 1.5 times this
+    /// loses the connection, which costs a redelivery, not a message.
     #[arg(long, env = "CITYGAUGE_MQTT_KEEP_ALIVE_S", default_value_t = 30)]
     pub mqtt_keep_alive_s: u64,
     /// How long the broker keeps the session while the daemon is away (MQTT 5).
+    /// In a shared group a member that never returns keeps its share queued
+    /// this long (then Mosquitto drops it): set it short there, e.g. 300.
     #[arg(long, env = "CITYGAUGE_MQTT_SESSION_EXPIRY_S", default_value_t = 7 * 24 * 3600)]
     pub mqtt_session_expiry_s: u32,
     /// Unacknowledged QoS 1 messages the broker may send at once (MQTT 5).
-    /// Acks wait for a commit, so this must cover a few batches; it also
-    /// bounds the daemon's memory (times the message size).
+    /// Acks wait for a commit, so this must cover a few batches. (Memory is
+    /// bounded in bytes by `held_payload_budget_bytes`.)
     #[arg(long, env = "CITYGAUGE_MQTT_RECEIVE_MAXIMUM", default_value_t = 4_096)]
     pub mqtt_receive_maximum: u16,
-    /// Largest MQTT packet accepted. Keep it at least the broker's own
-    /// `max_packet_size` (4 MiB in deploy/mosquitto.conf): with MQTT 5 the
-    /// broker withholds larger packets from this session, with 3.1.1 they
-    /// break the connection. Payloads over `max_payload_bytes` are rejected
-    /// with a reason either way.
-    #[arg(long, env = "CITYGAUGE_MQTT_MAX_PACKET_BYTES", default_value_t = 4 * 1024 * 1024)]
-    pub mqtt_max_packet_bytes: u32,
+    /// Largest MQTT packet accepted. By default, with MQTT 5,
+    /// `max_payload_bytes` plus 64 KiB for topic and properties: the broker
+    /// withholds larger packets from this session (drops them for it) rather
+    /// than the daemon reading them only to reject them. With 3.1.1 a larger
+    /// packet breaks the connection (and comes again on the next), so there
+    /// the default is the broker's own `max_packet_size` (4 MiB in
+    /// deploy/mosquitto.conf) or more; keep it at least that. Payloads over
+    /// `max_payload_bytes` that do arrive are rejected (`oversized`).
+    #[arg(long, env = "CITYGAUGE_MQTT_MAX_PACKET_BYTES")]
+    pub mqtt_max_packet_bytes: Option<u32>,
     /// Longest wait between reconnect attempts (backoff doubles up to it).
     #[arg(long, env = "CITYGAUGE_MQTT_RECONNECT_MAX_MS", default_value_t = 5_000)]
     pub mqtt_reconnect_max_ms: u64,
@@ -129,9 +223,25 @@ pub struct IngestConfig {
     /// Larger payloads are rejected (reason `oversized`).
     #[arg(long, env = "CITYGAUGE_MAX_PAYLOAD_BYTES", default_value_t = 256 * 1024)]
     pub max_payload_bytes: usize,
+    /// Payload and topic bytes of messages held between receipt and commit.
+    /// When they reach this, the daemon stops reading from the broker (TCP
+    /// pushes back; the broker keeps the messages for the session) until
+    /// commits release bytes. A message larger than this goes through alone.
+    /// At least `max_payload_bytes`.
+    #[arg(long, env = "CITYGAUGE_HELD_PAYLOAD_BUDGET_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub held_payload_budget_bytes: u64,
     /// How much of a rejected payload is kept in `rejected_messages`.
     #[arg(long, env = "CITYGAUGE_REJECTED_PAYLOAD_MAX_BYTES", default_value_t = 64 * 1024)]
     pub rejected_payload_max_bytes: usize,
+    /// Days `rejected_messages` rows are kept (0: for ever); older rows are
+    /// deleted by the maintenance task, in small batches.
+    #[arg(long, env = "CITYGAUGE_REJECTED_RETENTION_DAYS", default_value_t = 30)]
+    pub rejected_retention_days: u32,
+    /// Rejected messages kept in `rejected_messages` per topic and reason per
+    /// minute (0: all); the rest are counted in
+    /// `citygauge_ingest_rejected_unsampled_total` and acknowledged.
+    #[arg(long, env = "CITYGAUGE_REJECTED_SAMPLES_PER_TOPIC_PER_MINUTE", default_value_t = 10)]
+    pub rejected_samples_per_topic_per_minute: u32,
     /// IANA zone for timestamps sent without an offset.
     #[arg(long, env = "CITYGAUGE_CITY_TIMEZONE", default_value = "Asia/Taipei")]
     pub city_timezone: String,
@@ -169,9 +279,19 @@ pub struct IngestConfig {
     /// records a bound topic may not write are refused (`source_not_allowed`).
     #[arg(long, env = "CITYGAUGE_SENML_SOURCES", value_delimiter = ',')]
     pub senml_sources: Vec<String>,
-    /// How often the sensor registry is reloaded from the database.
+    /// How often sensors added or changed in the database are read into the
+    /// registry (only the changed rows; a full reload once an hour).
     #[arg(long, env = "CITYGAUGE_REGISTRY_REFRESH_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub registry_refresh_s: u64,
+    /// A reading for a sensor the registry does not know: `pending` keeps it
+    /// and registers the sensor as pending; `reject` refuses it (`unknown_sensor`).
+    #[arg(long, env = "CITYGAUGE_UNKNOWN_SENSORS", value_enum, default_value = "pending")]
+    pub unknown_sensors: UnknownSensorsPolicy,
+    /// Once this many sensors are pending, readings for new ids are refused
+    /// (`pending_sensors_full`) and nothing is registered, so a flood of new
+    /// ids cannot grow the registry without bound.
+    #[arg(long, env = "CITYGAUGE_MAX_PENDING_SENSORS", default_value_t = 1_000)]
+    pub max_pending_sensors: usize,
     /// Retention per kind, `kind=days` (comma-separated); kinds not named are kept forever.
     #[arg(long, env = "CITYGAUGE_RETENTION_DAYS", value_delimiter = ',', value_parser = parse_retention)]
     pub retention_days: Vec<(Kind, u32)>,
@@ -181,6 +301,10 @@ pub struct IngestConfig {
     /// How often partitions and retention are maintained.
     #[arg(long, env = "CITYGAUGE_MAINTENANCE_INTERVAL_S", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..))]
     pub maintenance_interval_s: u64,
+    /// How often closed rollup buckets are materialised (native backend):
+    /// the rollup views aggregate what is newer at query time.
+    #[arg(long, env = "CITYGAUGE_ROLLUP_MATERIALISE_INTERVAL_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rollup_materialise_interval_s: u64,
     /// Address of `/metrics`, `/healthz`, `/readyz` (port 0 picks a free port).
     #[arg(long, env = "CITYGAUGE_HTTP_LISTEN", default_value = "127.0.0.1:9464")]
     pub http_listen: SocketAddr,
@@ -225,22 +349,40 @@ fn parse_retention(s: &str) -> Result<(Kind, u32), String> {
     Ok((kind, days))
 }
 
-/// Host and port of an `mqtt://host:port` URL.
+/// Room in an MQTT packet for the topic (at most 65,535 bytes), packet id and
+/// properties, beyond the payload.
+const MAX_PACKET_OVERHEAD_BYTES: usize = 64 * 1024;
+/// The broker's `max_packet_size` in deploy/mosquitto.conf.
+const BROKER_MAX_PACKET_BYTES: u32 = 4 * 1024 * 1024;
+
+/// Host and port of an `mqtt://host:port` URL (no TLS: the alert
+/// publisher's broker, which has no TLS options).
 pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), IngestError> {
+    match mqtt_endpoint(url)? {
+        (host, port, false) => Ok((host, port)),
+        (_, _, true) => Err(IngestError::Config(format!("`{url}`: expected mqtt://host:port (no TLS here)"))),
+    }
+}
+
+/// Host, port and whether TLS is used, of an `mqtt://` or `mqtts://` URL.
+pub fn mqtt_endpoint(url: &str) -> Result<(String, u16, bool), IngestError> {
     let bad = |why: &str| IngestError::Config(format!("--mqtt-url `{url}`: {why}"));
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .ok_or_else(|| bad("expected mqtt://host:port (TLS is not supported yet)"))?;
+    let (rest, tls) = match url.split_once("://") {
+        Some(("mqtt" | "tcp", rest)) => (rest, false),
+        Some(("mqtts" | "ssl", rest)) => (rest, true),
+        _ => return Err(bad("expected mqtt://host:port or mqtts://host:port")),
+    };
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| bad("the port is not a number"))?),
-        None => (rest, 1883),
+        Some((host, port)) if !rest.ends_with(']') => {
+            (host, port.parse::<u16>().map_err(|_| bad("the port is not a number"))?)
+        }
+        _ => (rest, if tls { 8883 } else { 1883 }),
     };
     if host.is_empty() {
         return Err(bad("no host"));
     }
-    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port, tls))
 }
 
 impl IngestConfig {
@@ -281,6 +423,11 @@ impl IngestConfig {
                 .filter(|p| !p.is_empty())
                 .collect(),
             senml_sources,
+            unknown_sensors: match self.unknown_sensors {
+                UnknownSensorsPolicy::Pending => UnknownSensors::Pending,
+                UnknownSensorsPolicy::Reject => UnknownSensors::Reject,
+            },
+            max_pending_sensors: self.max_pending_sensors,
         })
     }
 
@@ -295,6 +442,8 @@ impl IngestConfig {
         store.ddl_lock_timeout = Duration::from_millis(self.db_ddl_lock_timeout_ms);
         store.retention =
             self.retention_days.iter().map(|(kind, days)| (*kind, chrono::Duration::days(i64::from(*days)))).collect();
+        store.rejected_retention =
+            (self.rejected_retention_days > 0).then(|| chrono::Duration::days(i64::from(self.rejected_retention_days)));
         store
     }
 
@@ -311,19 +460,76 @@ impl IngestConfig {
             .collect()
     }
 
+    /// The largest MQTT packet the client accepts (`mqtt_max_packet_bytes`,
+    /// or its default for the protocol).
+    pub fn max_packet_bytes(&self) -> u32 {
+        if let Some(bytes) = self.mqtt_max_packet_bytes {
+            return bytes;
+        }
+        let follows_payload =
+            u32::try_from(self.max_payload_bytes.saturating_add(MAX_PACKET_OVERHEAD_BYTES)).unwrap_or(u32::MAX);
+        match self.mqtt_protocol {
+            MqttProtocol::V5 => follows_payload,
+            MqttProtocol::V311 => follows_payload.max(BROKER_MAX_PACKET_BYTES),
+        }
+    }
+
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms)
     }
 
+    /// The MQTT password, from the option or its file (trailing newline
+    /// ignored).
+    pub fn mqtt_password(&self) -> Result<Option<String>, IngestError> {
+        match (&self.mqtt_password_file, &self.mqtt_password) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    IngestError::Config(format!("--mqtt-password-file {}: cannot read it: {e}", path.display()))
+                })?;
+                Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
+            }
+            (None, password) => Ok(password.as_ref().map(|p| p.expose().to_string())),
+        }
+    }
+
+    /// The TLS client settings of an `mqtts://` URL (None for `mqtt://`).
+    pub fn mqtt_tls(&self) -> Result<Option<rumqttc::tokio_rustls::rustls::ClientConfig>, IngestError> {
+        let (_, _, tls) = mqtt_endpoint(&self.mqtt_url)?;
+        if !tls {
+            if self.mqtt_ca_file.is_some() || self.mqtt_client_cert_file.is_some() {
+                return Err(IngestError::Config(
+                    "--mqtt-ca-file and --mqtt-client-cert-file need an mqtts:// --mqtt-url".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let files = citygauge_store::tls::TlsFiles {
+            verify: citygauge_store::tls::Verify::Full,
+            ca_file: self.mqtt_ca_file.clone(),
+            ca_option: "--mqtt-ca-file",
+            public_roots_by_default: true,
+            client_cert: self.mqtt_client_cert_file.clone().zip(self.mqtt_client_key_file.clone()),
+            client_option: "--mqtt-client-cert-file/--mqtt-client-key-file",
+        };
+        citygauge_store::tls::client_config(&files).map(Some).map_err(IngestError::Config)
+    }
+
     /// Fails on what is wrong before anything starts.
     pub fn validate(&self) -> Result<(), IngestError> {
-        parse_mqtt_url(&self.mqtt_url)?;
+        self.mqtt_tls()?;
+        self.mqtt_password()?;
         self.normalise_config()?;
         if self.mqtt_protocol == MqttProtocol::V5 && self.inbound_queue_messages < u32::from(self.mqtt_receive_maximum)
         {
             return Err(IngestError::Config(format!(
                 "--inbound-queue-messages ({}) must be at least --mqtt-receive-maximum ({}), or a slow database stalls the MQTT connection",
                 self.inbound_queue_messages, self.mqtt_receive_maximum
+            )));
+        }
+        if self.held_payload_budget_bytes < self.max_payload_bytes as u64 {
+            return Err(IngestError::Config(format!(
+                "--held-payload-budget-bytes ({}) must be at least --max-payload-bytes ({}): the budget holds whole messages",
+                self.held_payload_budget_bytes, self.max_payload_bytes
             )));
         }
         if self.subscriptions().is_empty() {
@@ -383,6 +589,8 @@ mod tests {
         assert!(err(&["--senml-sources", "city/#/x=kh-aq-*"]).contains("--senml-sources"));
         assert!(err(&["--db-ddl-lock-timeout-ms", "0"]).contains("--db-ddl-lock-timeout-ms"));
         assert!(err(&["--db-lock-timeout-ms", "500"]).contains("--db-ddl-lock-timeout-ms"));
+        assert!(err(&["--held-payload-budget-bytes", "1000"]).contains("--held-payload-budget-bytes"));
+        assert!(err(&["--held-payload-budget-bytes", "0"]).contains("--held-payload-budget-bytes"));
     }
 
     #[test]
@@ -430,9 +638,74 @@ mod tests {
     }
 
     #[test]
+    fn the_default_packet_limit_follows_the_payload_limit_with_mqtt_5() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["x"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).unwrap().ingest
+        };
+        assert_eq!(parse(&[]).max_packet_bytes(), 256 * 1024 + 64 * 1024);
+        assert_eq!(parse(&["--max-payload-bytes", "1000000"]).max_packet_bytes(), 1_000_000 + 64 * 1024);
+        assert_eq!(parse(&["--mqtt-max-packet-bytes", "5000"]).max_packet_bytes(), 5000);
+        // 3.1.1 cannot tell the broker: a refused packet would break the
+        // connection again and again.
+        assert_eq!(parse(&["--mqtt-protocol", "3.1.1"]).max_packet_bytes(), 4 * 1024 * 1024);
+        assert_eq!(parse(&[]).held_payload_budget_bytes, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_tls_files_are_checked_at_start() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--mqtt-username",
+            "u",
+            "--mqtt-password",
+            "hunter2",
+            "--database-url",
+            "postgres://u:hunter3@db/city",
+            "--database-password",
+            "hunter4",
+        ])
+        .unwrap();
+        let shown = format!("{:?}", cli.ingest);
+        for secret in ["hunter2", "hunter3", "hunter4"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert_eq!(cli.ingest.mqtt_password().unwrap().as_deref(), Some("hunter2"));
+        let err = |args: &[&str]| {
+            let argv = std::iter::once("x").chain(args.iter().copied());
+            match Cli::try_parse_from(argv) {
+                Err(e) => e.to_string(),
+                Ok(cli) => cli.ingest.validate().unwrap_err().to_string(),
+            }
+        };
+        assert!(err(&["--mqtt-ca-file", "/x"]).contains("mqtts://"));
+        assert!(err(&["--mqtt-url", "mqtts://b", "--mqtt-ca-file", "/nonexistent/ca.pem"])
+            .contains("--mqtt-ca-file /nonexistent/ca.pem"));
+        assert!(err(&["--mqtt-password-file", "/nonexistent/pw"]).contains("--mqtt-password-file"));
+        assert!(err(&["--mqtt-url", "mqtts://b", "--mqtt-client-cert-file", "/x"]).contains("--mqtt-client-key-file"));
+        let tls = Cli::try_parse_from(["x", "--mqtt-url", "mqtts://b"]).unwrap().ingest;
+        assert!(tls.mqtt_tls().unwrap().is_some(), "public CAs without --mqtt-ca-file");
+    }
+
+    #[test]
+    fn unknown_sensor_options_reach_the_normaliser() {
+        let defaults = Cli::try_parse_from(["x"]).unwrap().ingest.normalise_config().unwrap();
+        assert_eq!((defaults.unknown_sensors, defaults.max_pending_sensors), (UnknownSensors::Pending, 1_000));
+        let cli =
+            Cli::try_parse_from(["x", "--unknown-sensors", "reject", "--max-pending-sensors", "20"]).unwrap().ingest;
+        let config = cli.normalise_config().unwrap();
+        assert_eq!((config.unknown_sensors, config.max_pending_sensors), (UnknownSensors::Reject, 20));
+        assert!(Cli::try_parse_from(["x", "--unknown-sensors", "drop"]).is_err());
+    }
+
+    #[test]
     fn mqtt_urls() {
         assert_eq!(parse_mqtt_url("mqtt://127.0.0.1:1884").unwrap(), ("127.0.0.1".into(), 1884));
         assert_eq!(parse_mqtt_url("mqtt://broker").unwrap(), ("broker".into(), 1883));
         assert!(parse_mqtt_url("mqtts://broker").is_err());
+        assert_eq!(mqtt_endpoint("mqtts://broker").unwrap(), ("broker".into(), 8883, true));
+        assert_eq!(mqtt_endpoint("ssl://[::1]:9883").unwrap(), ("::1".into(), 9883, true));
+        assert!(mqtt_endpoint("http://broker").unwrap_err().to_string().contains("--mqtt-url"));
     }
 }

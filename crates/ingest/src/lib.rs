@@ -14,6 +14,7 @@
 //! the broker, exactly-once in the tables thanks to the (sensor_id, ts) key.
 
 mod acks;
+mod budget;
 pub mod config;
 mod error;
 mod http;
@@ -21,6 +22,7 @@ pub mod metrics;
 mod mqtt;
 mod pipeline;
 mod run;
+mod sampler;
 mod supervise;
 mod writer;
 

@@ -17,14 +17,21 @@ pub struct Metrics {
     pub readings_stored: IntCounterVec,
     pub duplicate_readings: IntCounter,
     pub rejected_messages: IntCounterVec,
+    pub rejected_unsampled: IntCounterVec,
     pub sensors_registered: IntCounter,
+    pub pending_sensors: IntGauge,
     pub batch_rows: Histogram,
     pub commit_duration: Histogram,
     pub receive_to_commit: Histogram,
     pub sensor_to_commit: Histogram,
     pub database_errors: IntCounterVec,
     pub broker_reconnects: IntCounter,
+    pub broker_auth_refusals: IntCounter,
     pub unacked_messages: IntGauge,
+    /// Bytes of messages held between receipt and commit (the byte budget).
+    pub held_payload_bytes: IntGauge,
+    /// Time the MQTT loop did not read because the byte budget was exhausted.
+    pub held_payload_paused_seconds: prometheus::Counter,
     /// Age of the oldest message received and not yet acknowledged, computed
     /// when scraped from `oldest_unacked`.
     oldest_unacked_age: Gauge,
@@ -75,7 +82,13 @@ impl Metrics {
             rejected_messages: counter_vec(
                 &registry,
                 "citygauge_ingest_rejected_messages_total",
-                "Messages (or parts of them) stored in rejected_messages, by reason.",
+                "Messages (or parts of them) rejected, by reason; each is kept in rejected_messages unless sampled out.",
+                "reason",
+            ),
+            rejected_unsampled: counter_vec(
+                &registry,
+                "citygauge_ingest_rejected_unsampled_total",
+                "Rejected messages counted but not kept in rejected_messages: beyond rejected_samples_per_topic_per_minute for their topic and reason.",
                 "reason",
             ),
             sensors_registered: counter(
@@ -83,6 +96,15 @@ impl Metrics {
                 "citygauge_ingest_sensors_registered_total",
                 "Unknown sensors auto-registered as pending.",
             ),
+            pending_sensors: {
+                let g = IntGauge::new(
+                    "citygauge_ingest_pending_sensors",
+                    "Pending sensors in the daemon's registry (at most max_pending_sensors).",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             batch_rows: histogram(
                 &registry,
                 "citygauge_ingest_batch_rows",
@@ -118,6 +140,11 @@ impl Metrics {
                 "citygauge_ingest_broker_reconnects_total",
                 "Broker connections lost and retried.",
             ),
+            broker_auth_refusals: counter(
+                &registry,
+                "citygauge_ingest_broker_auth_refusals_total",
+                "Connection attempts the broker refused for our credentials after a successful start (retried with backoff).",
+            ),
             unacked_messages: {
                 let g = IntGauge::new(
                     "citygauge_ingest_unacked_messages",
@@ -136,6 +163,24 @@ impl Metrics {
                 registry.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
+            held_payload_bytes: {
+                let g = IntGauge::new(
+                    "citygauge_ingest_held_payload_bytes",
+                    "Payload and topic bytes of messages received and not yet committed (bounded by held_payload_budget_bytes).",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            held_payload_paused_seconds: {
+                let c = prometheus::Counter::new(
+                    "citygauge_ingest_held_payload_paused_seconds_total",
+                    "Time the MQTT loop stopped reading because held_payload_budget_bytes was exhausted (the database is slower than the stream).",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             oldest_unacked: Arc::default(),
             registry,
         };
@@ -145,6 +190,7 @@ impl Metrics {
         }
         for reason in RejectReason::ALL {
             m.rejected_messages.with_label_values(&[reason.as_str()]);
+            m.rejected_unsampled.with_label_values(&[reason.as_str()]);
         }
         for class in ErrorClass::ALL {
             m.database_errors.with_label_values(&[class.as_str()]);

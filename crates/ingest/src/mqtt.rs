@@ -1,9 +1,15 @@
 //! The broker side: one session (MQTT 3.1.1 or 5) with manual acks, and the
 //! poll loop that feeds the pipeline.
 //!
-//! The poll loop does nothing slow: it awaits only the bounded send into the
-//! pipeline. When that queue is full the loop stops reading the socket, TCP
-//! pushes back, and the broker queues for our persistent session.
+//! The poll loop does nothing slow and never waits on the pipeline: when the
+//! pipeline's queue is full it holds what arrives and keeps polling, so pings
+//! and acks keep flowing and the broker keeps the connection (with MQTT 3.1.1
+//! too, which has no receive maximum). Only an exhausted byte budget stops
+//! it polling: then TCP pushes back and the broker queues for our session.
+//!
+//! Reconnects: what rumqttc read from a connection that failed, and had not
+//! handed out yet, is discarded, and acks are tagged with their connection's
+//! epoch; nothing read on one connection is ever acknowledged on another.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,7 +25,8 @@ use tracing::{info, warn};
 use std::collections::VecDeque;
 
 use crate::acks::{AckSequencer, AckToken};
-use crate::config::{parse_mqtt_url, IngestConfig, MqttProtocol};
+use crate::budget::{ByteBudget, HeldBytes};
+use crate::config::{mqtt_endpoint, IngestConfig, MqttProtocol};
 use crate::metrics::Metrics;
 use crate::pipeline::sleep_until;
 use crate::supervise::Shutdown;
@@ -36,6 +43,8 @@ pub(crate) struct Inbound {
     pub received: Instant,
     /// `None` for QoS 0 messages, which need no acknowledgement.
     pub ack: Option<AckToken>,
+    /// Its bytes in the held-payload budget, until its batch is committed.
+    pub held_bytes: HeldBytes,
 }
 
 /// What a poll returned, the same for both protocol versions.
@@ -55,6 +64,15 @@ enum Event {
         qos: u8,
     },
     Other,
+}
+
+/// Why a poll failed: the connection is gone (or never came).
+#[derive(Debug)]
+struct Lost {
+    error: String,
+    /// The broker refused our credentials (bad user name or password, not
+    /// authorised): retrying cannot help until someone changes them.
+    credentials_refused: bool,
 }
 
 enum EventLoop {
@@ -136,7 +154,10 @@ pub(crate) struct Session {
 
 impl Session {
     pub fn new(config: &IngestConfig) -> Result<Session, IngestError> {
-        let (host, port) = parse_mqtt_url(&config.mqtt_url)?;
+        let (host, port, _) = mqtt_endpoint(&config.mqtt_url)?;
+        // TLS (mqtts://) and a password from a file: see config.rs.
+        let transport = config.mqtt_tls()?.map(|tls| rumqttc::Transport::tls_with_config(tls.into()));
+        let password = config.mqtt_password()?;
         let keep_alive = Duration::from_secs(config.mqtt_keep_alive_s.max(5));
         let session = match config.mqtt_protocol {
             MqttProtocol::V311 => {
@@ -146,9 +167,12 @@ impl Session {
                     .set_clean_session(false)
                     .set_manual_acks(true)
                     .set_request_channel_capacity(REQUEST_QUEUE)
-                    .set_max_packet_size(config.mqtt_max_packet_bytes as usize, config.mqtt_max_packet_bytes as usize);
-                if let (Some(user), Some(password)) = (&config.mqtt_username, &config.mqtt_password) {
+                    .set_max_packet_size(config.max_packet_bytes() as usize, config.max_packet_bytes() as usize);
+                if let (Some(user), Some(password)) = (&config.mqtt_username, &password) {
                     options.set_credentials(user, password);
+                }
+                if let Some(transport) = &transport {
+                    options.set_transport(transport.clone());
                 }
                 let (client, events) = rumqttc::AsyncClient::new(options, REQUEST_QUEUE);
                 Session { events: EventLoop::V4(Box::new(events)), client: Client::V4(client) }
@@ -160,11 +184,14 @@ impl Session {
                     .set_clean_start(false)
                     .set_session_expiry_interval(Some(config.mqtt_session_expiry_s))
                     .set_receive_maximum(Some(config.mqtt_receive_maximum.max(1)))
-                    .set_max_packet_size(Some(config.mqtt_max_packet_bytes))
+                    .set_max_packet_size(Some(config.max_packet_bytes()))
                     .set_manual_acks(true)
                     .set_request_channel_capacity(REQUEST_QUEUE);
-                if let (Some(user), Some(password)) = (&config.mqtt_username, &config.mqtt_password) {
+                if let (Some(user), Some(password)) = (&config.mqtt_username, &password) {
                     options.set_credentials(user, password);
+                }
+                if let Some(transport) = &transport {
+                    options.set_transport(transport.clone());
                 }
                 let (client, events) = v5::AsyncClient::new(options, REQUEST_QUEUE);
                 Session { events: EventLoop::V5(Box::new(events)), client: Client::V5(client) }
@@ -173,9 +200,17 @@ impl Session {
         Ok(session)
     }
 
-    async fn poll(&mut self) -> Result<Event, String> {
+    async fn poll(&mut self) -> Result<Event, Lost> {
         match &mut self.events {
-            EventLoop::V4(events) => match events.poll().await.map_err(|e| e.to_string())? {
+            EventLoop::V4(events) => match events.poll().await.map_err(|e| {
+                let credentials_refused = matches!(
+                    e,
+                    rumqttc::ConnectionError::ConnectionRefused(
+                        rumqttc::ConnectReturnCode::BadUserNamePassword | rumqttc::ConnectReturnCode::NotAuthorized
+                    )
+                );
+                Lost { error: e.to_string(), credentials_refused }
+            })? {
                 rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack)) => {
                     Ok(Event::Connected { session_present: ack.session_present })
                 }
@@ -191,7 +226,16 @@ impl Session {
                 }),
                 _ => Ok(Event::Other),
             },
-            EventLoop::V5(events) => match events.poll().await.map_err(|e| e.to_string())? {
+            EventLoop::V5(events) => match events.poll().await.map_err(|e| {
+                use v5::mqttbytes::v5::ConnectReturnCode as Code;
+                let credentials_refused = matches!(
+                    e,
+                    v5::ConnectionError::ConnectionRefused(
+                        Code::BadUserNamePassword | Code::NotAuthorized | Code::BadAuthenticationMethod
+                    )
+                );
+                Lost { error: e.to_string(), credentials_refused }
+            })? {
                 v5::Event::Incoming(v5::Incoming::ConnAck(ack)) => {
                     Ok(Event::Connected { session_present: ack.session_present })
                 }
@@ -210,6 +254,25 @@ impl Session {
                 }),
                 _ => Ok(Event::Other),
             },
+        }
+    }
+
+    /// Drops what rumqttc read from a connection that has since failed and
+    /// not yet handed out: its event queue outlives the connection, so those
+    /// publishes would otherwise come after the next CONNACK, look like the
+    /// new connection's, and be acknowledged there with packet ids that mean
+    /// nothing on it (or name a different message). The broker redelivers
+    /// them on the new connection. Returns how many publishes were dropped.
+    fn discard_stale(&mut self) -> usize {
+        match &mut self.events {
+            EventLoop::V4(events) => {
+                let stale = events.state.events.drain(..);
+                stale.filter(|e| matches!(e, rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)))).count()
+            }
+            EventLoop::V5(events) => {
+                let stale = events.state.events.drain(..);
+                stale.filter(|e| matches!(e, v5::Event::Incoming(v5::Incoming::Publish(_)))).count()
+            }
         }
     }
 }
@@ -253,6 +316,9 @@ pub(crate) struct PollLoop {
     pub stop_forwarding: CancellationToken,
     /// The shutdown deadline, which bounds the final disconnect too.
     pub shutdown: Arc<Shutdown>,
+    /// Bytes of messages between receipt and commit: no reading while it is
+    /// exhausted.
+    pub budget: Arc<ByteBudget>,
 }
 
 /// When the unacknowledged messages were received, oldest first, for
@@ -311,14 +377,41 @@ pub(crate) async fn poll_loop(mut p: PollLoop) -> Result<(), IngestError> {
     let mut pending_subacks = 0usize;
     let mut backoff = Duration::from_millis(100);
     let mut reconnect_at: Option<tokio::time::Instant> = None;
+    let mut connected_once = false;
+    // Messages received while the pipeline's queue is full, in arrival
+    // order. The loop keeps polling meanwhile, so pings and acks still flow
+    // and the broker keeps the connection while the database is slow (MQTT
+    // 3.1.1 has no receive maximum: the broker's in-flight window, not our
+    // queue, bounds what it sends before we ack, and so bounds this).
+    let mut held: VecDeque<Inbound> = VecDeque::new();
+    // No reading while the byte budget is exhausted (see crate::budget), so
+    // `held` is bounded in bytes too: polling stops, pings included, until
+    // commits release bytes; changes of the bytes held wake the loop.
+    let mut budget_changes = p.budget.subscribe();
+    let mut paused_since: Option<Instant> = None;
     loop {
         send_acks(&p.session.client, &p.connection, &mut unsent, &p.metrics);
         if !commits_open && unsent.is_empty() {
             break;
         }
+        budget_changes.borrow_and_update();
+        let paused = p.budget.exhausted();
+        paused_since = track_pause(paused, paused_since, &p.metrics);
+        let room = if held.is_empty() { None } else { inbound.clone() };
+        let has_room = room.is_some();
+        let reserve = async { room.expect("only polled with a sender").reserve_owned().await };
         tokio::select! {
-            event = p.session.poll(), if reconnect_at.is_none() => match event {
+            permit = reserve, if has_room => match permit {
+                Ok(permit) => {
+                    let tx = permit.send(held.pop_front().expect("held is not empty"));
+                    forward_held(&tx, &mut held);
+                }
+                Err(_) => inbound = None,
+            },
+            _ = budget_changes.changed(), if paused => {}
+            event = p.session.poll(), if reconnect_at.is_none() && !paused => match event {
                 Ok(Event::Connected { session_present }) => {
+                    connected_once = true;
                     let epoch = p.connection.epoch.fetch_add(1, Ordering::SeqCst) + 1;
                     ages.new_connection();
                     p.metrics.set_oldest_unacked(ages.oldest());
@@ -368,39 +461,59 @@ pub(crate) async fn poll_loop(mut p: PollLoop) -> Result<(), IngestError> {
                         }
                         token
                     });
-                    let message = Inbound { topic, payload, content_type, received_at: Utc::now(), received, ack };
-                    // With MQTT 5 the queue holds a whole receive window, so this
-                    // rarely waits; when it does, committed batches are still
-                    // acknowledged, or the writers would wait on us.
-                    let mut message = Some(message);
-                    while let Some(m) = message.take() {
-                        match tx.try_send(m) {
+                    let held_bytes = p.budget.hold(topic.len() + payload.len());
+                    let message =
+                        Inbound { topic, payload, content_type, received_at: Utc::now(), received, ack, held_bytes };
+                    // Never wait here: while the queue is full the message is
+                    // held (after any held before it) and polling goes on.
+                    if !held.is_empty() {
+                        held.push_back(message);
+                    } else {
+                        match tx.try_send(message) {
                             Ok(()) => {}
                             Err(mpsc::error::TrySendError::Closed(_)) => inbound = None,
-                            Err(mpsc::error::TrySendError::Full(m)) => tokio::select! {
-                                permit = tx.reserve() => match permit {
-                                    Ok(permit) => permit.send(m),
-                                    Err(_) => inbound = None,
-                                },
-                                tokens = p.committed.recv(), if commits_open => {
-                                    commit(tokens, &mut sequencer, &mut unsent, &mut commits_open, &mut ages, &p.connection, &p.metrics);
-                                    send_acks(&p.session.client, &p.connection, &mut unsent, &p.metrics);
-                                    message = Some(m);
-                                }
-                            },
+                            Err(mpsc::error::TrySendError::Full(m)) => held.push_back(m),
                         }
                     }
                 }
                 Ok(Event::Other) => {}
-                Err(error) => {
+                Err(Lost { error, credentials_refused }) => {
+                    if credentials_refused && !connected_once {
+                        // At start a refusal is a configuration error: say which.
+                        // Stopping first, so that the pipeline, which ends when
+                        // this loop drops its sender, is not reported instead.
+                        p.stop_forwarding.cancel();
+                        return Err(IngestError::Config(format!(
+                            "--mqtt-username / --mqtt-password (CITYGAUGE_MQTT_USERNAME / \
+                             CITYGAUGE_MQTT_PASSWORD): the broker refused them: {error}"
+                        )));
+                    }
                     // A new epoch now: acks of the lost connection are dropped
-                    // rather than queued for the next one.
+                    // rather than queued for the next one, and so is what was
+                    // read from it and not yet handed on (all redelivered).
                     p.connection.epoch.fetch_add(1, Ordering::SeqCst);
+                    // Publishes rumqttc had not handed out were never counted
+                    // as unacked; held ones were.
+                    let held_stale = drop_stale_held(&mut held);
+                    p.metrics.unacked_messages.sub(held_stale as i64);
+                    let stale = p.session.discard_stale() + held_stale;
                     ages.new_connection();
                     if p.connection.connected.swap(false, Ordering::SeqCst) {
                         p.metrics.broker_reconnects.inc();
                     }
-                    warn!(%error, retry_in_ms = backoff.as_millis() as u64, "mqtt: connection lost");
+                    if credentials_refused {
+                        // Credentials changed on the broker after we started:
+                        // retried with backoff (someone may fix them), counted,
+                        // and not ready meanwhile.
+                        p.metrics.broker_auth_refusals.inc();
+                    }
+                    warn!(
+                        %error,
+                        credentials_refused,
+                        stale,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "mqtt: connection lost"
+                    );
                     reconnect_at = Some(tokio::time::Instant::now() + backoff);
                     backoff = (backoff * 2).min(p.reconnect_max);
                 }
@@ -415,6 +528,11 @@ pub(crate) async fn poll_loop(mut p: PollLoop) -> Result<(), IngestError> {
                 info!("mqtt: no longer taking messages; flushing");
             }
         }
+    }
+    let held_acks = held.iter().filter(|m| m.ack.is_some()).count();
+    if held_acks > 0 {
+        // Held when shutdown came: never stored nor acked, so redelivered.
+        p.metrics.unacked_messages.sub(held_acks as i64);
     }
     if sequencer.waiting() > 0 {
         // Batches given up at shutdown: the broker redelivers their messages.
@@ -432,6 +550,43 @@ pub(crate) async fn poll_loop(mut p: PollLoop) -> Result<(), IngestError> {
     p.metrics.set_oldest_unacked(None);
     info!("mqtt: disconnected");
     Ok(())
+}
+
+/// Hands held messages on while the queue has room.
+fn forward_held(tx: &mpsc::Sender<Inbound>, held: &mut VecDeque<Inbound>) {
+    while let Some(message) = held.pop_front() {
+        if let Err(error) = tx.try_send(message) {
+            let (mpsc::error::TrySendError::Full(message) | mpsc::error::TrySendError::Closed(message)) = error;
+            held.push_front(message);
+            return;
+        }
+    }
+}
+
+/// The connection is lost: held messages that need an ack are dropped (the
+/// broker redelivers them on the next connection, and their acks could never
+/// be sent); QoS 0 ones are kept, nothing would bring them again. Returns
+/// how many were dropped.
+fn drop_stale_held(held: &mut VecDeque<Inbound>) -> usize {
+    let before = held.len();
+    held.retain(|m| m.ack.is_none());
+    before - held.len()
+}
+
+/// Counts the time reading is paused by the byte budget (added each time the
+/// loop wakes, so the counter moves during a long pause too).
+fn track_pause(paused: bool, since: Option<Instant>, metrics: &Metrics) -> Option<Instant> {
+    if let Some(at) = since {
+        metrics.held_payload_paused_seconds.inc_by(at.elapsed().as_secs_f64());
+    }
+    match (paused, since) {
+        (true, None) => {
+            tracing::debug!("mqtt: held-payload budget exhausted; not reading until commits release bytes");
+            Some(Instant::now())
+        }
+        (true, Some(_)) => Some(Instant::now()),
+        (false, _) => None,
+    }
 }
 
 fn commit(
@@ -463,18 +618,33 @@ fn commit(
 fn send_acks(client: &Client, connection: &Connection, unsent: &mut VecDeque<AckToken>, metrics: &Metrics) {
     let epoch = connection.epoch.load(Ordering::SeqCst);
     let connected = connection.connected.load(Ordering::SeqCst);
+    let done = release_acks(epoch, connected, unsent, |token| client.try_ack(token));
+    metrics.unacked_messages.sub(done as i64);
+}
+
+/// Sends (with `try_ack`) the acks of connection `epoch` from the front of
+/// `unsent`, and drops those of any other connection unsent; stops at the
+/// first that cannot be queued. Returns how many left `unsent`.
+fn release_acks(
+    epoch: u64,
+    connected: bool,
+    unsent: &mut VecDeque<AckToken>,
+    mut try_ack: impl FnMut(&AckToken) -> bool,
+) -> usize {
+    let mut done = 0;
     while let Some(token) = unsent.front() {
         if token.epoch != epoch {
             unsent.pop_front();
-            metrics.unacked_messages.dec();
+            done += 1;
             continue;
         }
-        if !connected || !client.try_ack(token) {
+        if !connected || !try_ack(token) {
             break;
         }
         unsent.pop_front();
-        metrics.unacked_messages.dec();
+        done += 1;
     }
+    done
 }
 
 #[cfg(test)]
@@ -499,6 +669,96 @@ mod tests {
         assert_eq!(ages.oldest(), Some(at(10)), "still waiting since it first came");
         ages.released(1);
         assert_eq!(ages.oldest(), None);
+    }
+
+    fn token(epoch: u64, seq: u64) -> AckToken {
+        AckToken { epoch, seq, pkid: seq as u16 + 1, qos: 1 }
+    }
+
+    #[test]
+    fn acks_of_an_earlier_connection_are_dropped_never_sent() {
+        let mut unsent: VecDeque<AckToken> = [token(1, 0), token(1, 1), token(2, 0), token(2, 1)].into();
+        let mut sent = Vec::new();
+        // Between connections nothing is sent, and nothing is lost.
+        assert_eq!(
+            release_acks(2, false, &mut unsent, |t| {
+                sent.push(*t);
+                true
+            }),
+            2
+        );
+        assert!(sent.is_empty());
+        assert_eq!(unsent, [token(2, 0), token(2, 1)]);
+        // A full request queue keeps the rest for the next turn, in order.
+        assert_eq!(
+            release_acks(2, true, &mut unsent, |t| {
+                sent.push(*t);
+                sent.len() < 2
+            }),
+            1
+        );
+        assert_eq!(
+            release_acks(2, true, &mut unsent, |t| {
+                sent.push(*t);
+                true
+            }),
+            1
+        );
+        assert_eq!(sent, [token(2, 0), token(2, 1), token(2, 1)]);
+        // Connection 3 came before they went: dropped, not sent there.
+        let mut unsent: VecDeque<AckToken> = [token(2, 2)].into();
+        assert_eq!(release_acks(3, true, &mut unsent, |_| panic!("acked on the wrong connection")), 1);
+    }
+
+    #[test]
+    fn publishes_read_from_a_lost_connection_are_discarded_not_handed_out() {
+        let publish_v4 = |pkid| {
+            let mut p = rumqttc::Publish::new("city/x", rumqttc::QoS::AtLeastOnce, "{}");
+            p.pkid = pkid;
+            rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))
+        };
+        let (client, mut events) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 1), 10);
+        // rumqttc read three packets in one go, then the socket failed.
+        events.state.events.extend([
+            publish_v4(7),
+            rumqttc::Event::Outgoing(rumqttc::Outgoing::PubAck(3)),
+            publish_v4(8),
+        ]);
+        let mut session = Session { events: EventLoop::V4(Box::new(events)), client: Client::V4(client) };
+        assert_eq!(session.discard_stale(), 2);
+        let EventLoop::V4(events) = &session.events else { unreachable!() };
+        assert!(events.state.events.is_empty());
+
+        let (client, mut events) = v5::AsyncClient::new(v5::MqttOptions::new("t", "127.0.0.1", 1), 10);
+        let mut p = Publish::new("city/x", v5::mqttbytes::QoS::AtLeastOnce, "{}", None);
+        p.pkid = 9;
+        events.state.events.push_back(v5::Event::Incoming(v5::Incoming::Publish(p)));
+        let mut session = Session { events: EventLoop::V5(Box::new(events)), client: Client::V5(client) };
+        assert_eq!(session.discard_stale(), 1);
+        assert_eq!(session.discard_stale(), 0);
+    }
+
+    #[tokio::test]
+    async fn held_messages_go_on_in_order_and_only_qos0_survive_a_lost_connection() {
+        let message = |n: u64, ack: bool| Inbound {
+            topic: format!("t/{n}"),
+            payload: Bytes::new(),
+            content_type: None,
+            received_at: Utc::now(),
+            received: Instant::now(),
+            ack: ack.then(|| token(1, n)),
+            held_bytes: HeldBytes::default(),
+        };
+        let (tx, mut rx) = mpsc::channel(2);
+        let mut held: VecDeque<Inbound> = (0..5).map(|n| message(n, n != 3)).collect();
+        forward_held(&tx, &mut held);
+        assert_eq!(held.len(), 3, "the queue took two");
+        assert_eq!(rx.recv().await.unwrap().topic, "t/0");
+        forward_held(&tx, &mut held);
+        assert_eq!(rx.recv().await.unwrap().topic, "t/1");
+        assert_eq!(rx.recv().await.unwrap().topic, "t/2");
+        assert_eq!(drop_stale_held(&mut held), 1, "t/4 needs an ack: the broker redelivers it");
+        assert_eq!(held.iter().map(|m| m.topic.as_str()).collect::<Vec<_>>(), ["t/3"]);
     }
 
     #[test]

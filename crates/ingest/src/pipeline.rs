@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::acks::AckToken;
+use crate::budget::HeldBytes;
 use crate::metrics::Metrics;
 use crate::mqtt::Inbound;
 
@@ -24,6 +25,9 @@ pub(crate) struct Work {
     /// When each message was received, for the receive-to-commit latency.
     pub received: Vec<Instant>,
     pub rows: usize,
+    /// The byte budget its messages took: given back when the batch is
+    /// dropped, i.e. once committed (or given up).
+    pub held_bytes: HeldBytes,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -140,4 +144,7 @@ fn add(
     }
     work.acks.extend(message.ack);
     work.received.push(message.received);
+    // Released with the batch, not now: the decoded rows (and a rejected
+    // payload) are held until the commit, and the message until its ack.
+    work.held_bytes.absorb(message.held_bytes);
 }

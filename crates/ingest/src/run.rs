@@ -18,7 +18,7 @@ use citygauge_store::{ErrorClass, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn, Instrument};
+use tracing::{debug, error, info, warn, Instrument};
 
 use crate::config::IngestConfig;
 use crate::http::{self, Health, HttpState};
@@ -33,6 +33,8 @@ use crate::IngestError;
 const TOUCH_INTERVAL: Duration = Duration::from_secs(5);
 /// How often partitions that writes found missing are made (off the write path).
 const PARTITION_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the registry is reloaded whole rather than by its changes.
+const REGISTRY_RELOAD_INTERVAL: Duration = Duration::from_secs(3_600);
 /// After the shutdown deadline: for acks of batches committed just before
 /// it, and the broker's DISCONNECT.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(1);
@@ -102,16 +104,21 @@ async fn run_ingest(
         }
         warn!(%error, "store: maintenance failed; will retry");
     }
-    let Some(registry) = until_ready("load registry", &stop.token, &metrics, || store.load_registry()).await? else {
+    let max_pending = config.max_pending_sensors;
+    let Some(snapshot) =
+        until_ready("load registry", &stop.token, &metrics, || store.registry_snapshot(max_pending)).await?
+    else {
         return Ok(());
     };
-    info!(sensors = registry.len(), "registry: loaded");
+    let registry = snapshot.registry;
+    info!(sensors = registry.len(), pending = registry.pending_count(), "registry: loaded");
+    metrics.pending_sensors.set(registry.pending_count() as i64);
     seed_spike_test(&mut normaliser, &store, &stop.token, &metrics).await;
     if stop.token.is_cancelled() {
         return Ok(());
     }
     health.set_migrated();
-    let (registry_tx, registry_rx) = watch::channel(Arc::new(registry));
+    let (registry_tx, registry_rx) = watch::channel(Arc::new(registry.clone()));
 
     let supervisor = Arc::new(Supervisor::new(stop.clone(), health.clone()));
     let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue_messages as usize);
@@ -126,6 +133,10 @@ async fn run_ingest(
         seen: seen.clone(),
         shutdown: stop.clone(),
         supervisor: supervisor.clone(),
+        sampler: std::sync::Mutex::new(crate::sampler::RejectSampler::new(
+            config.rejected_samples_per_topic_per_minute,
+            crate::sampler::DEFAULT_MAX_KEYS,
+        )),
     });
     let limits = BatchLimits {
         max_rows: config.batch_max_rows as usize,
@@ -136,10 +147,18 @@ async fn run_ingest(
     let background = Background { store: store.clone(), metrics: metrics.clone(), stop: stop.token.clone() };
     supervisor.spawn(
         "registry refresh",
-        background.clone().refresh_registry(registry_tx, Duration::from_secs(config.registry_refresh_s)),
+        background.clone().refresh_registry(
+            RegistryCopy { registry, watermark: snapshot.watermark, max_pending },
+            registry_tx,
+            Duration::from_secs(config.registry_refresh_s),
+        ),
     );
     supervisor.spawn("maintenance", background.clone().maintain(Duration::from_secs(config.maintenance_interval_s)));
     supervisor.spawn("last-seen", background.clone().touch_sensors(seen.clone()));
+    supervisor.spawn(
+        "rollups",
+        background.clone().materialise_rollups(Duration::from_secs(config.rollup_materialise_interval_s)),
+    );
     supervisor.spawn(
         "mqtt",
         poll_loop(PollLoop {
@@ -152,6 +171,10 @@ async fn run_ingest(
             metrics: metrics.clone(),
             stop_forwarding: stop.token.clone(),
             shutdown: stop.clone(),
+            budget: crate::budget::ByteBudget::new(
+                usize::try_from(config.held_payload_budget_bytes).unwrap_or(usize::MAX),
+                metrics.held_payload_bytes.clone(),
+            ),
         })
         .instrument(tracing::info_span!("mqtt", client_id = %config.mqtt_client_id)),
     );
@@ -256,6 +279,14 @@ where
     }
 }
 
+/// The registry task's own copy of the registry, and where its next
+/// incremental read starts.
+struct RegistryCopy {
+    registry: citygauge_domain::Registry,
+    watermark: chrono::DateTime<chrono::Utc>,
+    max_pending: usize,
+}
+
 /// What the background tasks share. Their work is not on the data path: at
 /// the stop signal they abandon it at once, even mid-query, so a stalled
 /// database cannot hold the shutdown up.
@@ -295,14 +326,51 @@ impl Background {
         }
     }
 
+    /// Reads the sensors added or changed since the last refresh into the
+    /// registry (a full reload only every [`REGISTRY_RELOAD_INTERVAL`], which
+    /// also forgets sensors deleted by hand), and hands the pipeline a new
+    /// snapshot when something changed.
     async fn refresh_registry(
         self,
+        mut copy: RegistryCopy,
         updates: watch::Sender<Arc<citygauge_domain::Registry>>,
         every: Duration,
     ) -> Result<(), IngestError> {
+        let mut next_reload = tokio::time::Instant::now() + REGISTRY_RELOAD_INTERVAL;
         while self.sleep(every).await {
-            if let Some(Ok(registry)) = self.call("registry refresh", self.store.load_registry()).await? {
-                let _ = updates.send(Arc::new(registry));
+            let changed = if tokio::time::Instant::now() >= next_reload {
+                let Some(Ok(snapshot)) =
+                    self.call("registry reload", self.store.registry_snapshot(copy.max_pending)).await?
+                else {
+                    continue;
+                };
+                next_reload = tokio::time::Instant::now() + REGISTRY_RELOAD_INTERVAL;
+                (copy.registry, copy.watermark) = (snapshot.registry, snapshot.watermark);
+                true
+            } else {
+                let Some(Ok(changes)) =
+                    self.call("registry refresh", self.store.registry_changes(copy.watermark)).await?
+                else {
+                    continue;
+                };
+                copy.watermark = changes.watermark;
+                let applied = copy.registry.apply(changes.entries, copy.max_pending);
+                // Debug only: rows changed in the last minute are read again
+                // at every refresh, and so would their warning be.
+                if applied.skipped > 0 {
+                    debug!(
+                        skipped = applied.skipped,
+                        max_pending_sensors = copy.max_pending,
+                        "registry: more pending sensors in the database than max_pending_sensors; the rest are treated as unknown"
+                    );
+                }
+                applied.changed > 0
+            };
+            self.metrics.pending_sensors.set(copy.registry.pending_count() as i64);
+            if changed {
+                // The pipeline keeps its snapshot until it takes this one: a
+                // copy, made only when something changed.
+                let _ = updates.send(Arc::new(copy.registry.clone()));
             }
         }
         Ok(())
@@ -320,6 +388,17 @@ impl Background {
             if self.store.partitions_wanted() {
                 self.call("making partitions", self.store.make_wanted_partitions()).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Native backend: materialises closed rollup buckets behind the
+    /// watermark (see `citygauge_store::rollups`), so the rollup views
+    /// aggregate only the last few minutes at query time.
+    async fn materialise_rollups(self, every: Duration) -> Result<(), IngestError> {
+        while self.sleep(every).await {
+            let upto = chrono::Utc::now() - citygauge_store::rollups::MATERIALISE_SETTLE;
+            self.call("materialising rollups", self.store.materialise_rollups(upto)).await?;
         }
         Ok(())
     }

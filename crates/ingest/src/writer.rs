@@ -22,7 +22,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use citygauge_domain::RejectReason;
 use citygauge_store::{Batch, ErrorClass, RejectedMessage, Store, StoreError, WriteReport};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{error, warn};
 
@@ -30,6 +30,7 @@ use crate::acks::AckToken;
 use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::Work;
+use crate::sampler::RejectSampler;
 use crate::supervise::{Shutdown, Supervisor};
 use crate::IngestError;
 
@@ -66,6 +67,8 @@ pub(crate) struct Writer {
     pub shutdown: Arc<Shutdown>,
     /// Told of a fatal error: the daemon stops.
     pub supervisor: Arc<Supervisor>,
+    /// Which rejected messages are kept in `rejected_messages`.
+    pub sampler: Mutex<RejectSampler>,
 }
 
 pub(crate) async fn run_writers(
@@ -76,11 +79,13 @@ pub(crate) async fn run_writers(
 ) -> Result<(), IngestError> {
     let slots = Arc::new(Semaphore::new(concurrency));
     let tasks = TaskTracker::new();
+    let mut order = CounterOrder::default();
     while let Some(work) = batches.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else { break };
         let (writer, committed) = (writer.clone(), committed.clone());
+        let turn = order.enter(&work.batch);
         tasks.spawn(async move {
-            if let Some(acks) = writer.write(work).await {
+            if let Some(acks) = writer.write(work, turn).await {
                 let _ = committed.send(acks).await;
             }
             drop(slot);
@@ -95,9 +100,16 @@ impl Writer {
     /// Writes until committed; returns the acks to release, or `None` when
     /// the batch was given up (shutdown deadline, fatal error): its messages
     /// stay unacknowledged and the broker redelivers them.
-    async fn write(&self, work: Work) -> Option<Vec<AckToken>> {
+    async fn write(&self, mut work: Work, mut turn: Option<Turn>) -> Option<Vec<AckToken>> {
         // Until stored or given up, this batch counts against readiness.
         let _writing = self.health.writing();
+        self.sample_rejected(&mut work);
+        if let Some(turn) = &mut turn {
+            tokio::select! {
+                _ = turn.wait() => {}
+                _ = self.shutdown.expired() => return self.give_up(&work),
+            }
+        }
         let mut backoff = Duration::from_millis(50);
         let started = Instant::now();
         let report = loop {
@@ -128,6 +140,25 @@ impl Writer {
         Some(work.acks)
     }
 
+    /// Drops the rejected messages the sampler does not keep, counting them.
+    /// Their MQTT messages stay in the batch's acks: a rejection sampled out
+    /// is handled, and must not be redelivered. Done once per batch, before
+    /// the first try, so retries do not sample twice.
+    fn sample_rejected(&self, work: &mut Work) {
+        if work.batch.rejected.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut sampler = self.sampler.lock().unwrap_or_else(|p| p.into_inner());
+        work.batch.rejected.retain(|m| {
+            let keep = sampler.keep(&m.topic, m.reason, now);
+            if !keep {
+                self.metrics.rejected_unsampled.with_label_values(&[m.reason.as_str()]).inc();
+            }
+            keep
+        });
+    }
+
     fn give_up(&self, work: &Work) -> Option<Vec<AckToken>> {
         error!(
             rows = work.rows,
@@ -156,7 +187,82 @@ impl Writer {
             }
         }
         m.duplicate_readings.inc_by(report.duplicates);
+        // Rejections made in the transaction (the pipeline counts its own).
+        for (reason, n) in report.rejections_in_store() {
+            m.rejected_messages.with_label_values(&[reason.as_str()]).inc_by(n);
+        }
         m.sensors_registered.inc_by(report.new_sensors);
+    }
+}
+
+/// Per gauge, the newest batch in flight holding its counter values: its
+/// number and a receiver that closes when it ends.
+type InFlight = HashMap<String, (u64, watch::Receiver<()>)>;
+
+/// Keeps each rain counter gauge's values in pipeline order across the
+/// concurrent writers: a batch holding a gauge's counter values is written
+/// only once the earlier batches holding that gauge's values have ended.
+/// The store derives intervals from the gauge's last stored value, so a
+/// later value committed first would turn the earlier one into
+/// `counter_out_of_order`. Batches without counters never wait; memory is
+/// the gauges of the batches in flight.
+#[derive(Debug, Default)]
+struct CounterOrder {
+    last: Arc<Mutex<InFlight>>,
+    next: u64,
+}
+
+impl CounterOrder {
+    /// Called in pipeline order; `None` for a batch without counter values.
+    fn enter(&mut self, batch: &Batch) -> Option<Turn> {
+        if batch.counters.is_empty() {
+            return None;
+        }
+        self.next += 1;
+        let (done, ended) = watch::channel(());
+        let mut gauges: Vec<String> = batch.counters.iter().map(|c| c.sensor_id.clone()).collect();
+        gauges.sort_unstable();
+        gauges.dedup();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let waits = gauges
+            .iter()
+            .filter_map(|gauge| last.insert(gauge.clone(), (self.next, ended.clone())).map(|(_, earlier)| earlier))
+            .collect();
+        Some(Turn { waits, _done: done, seq: self.next, gauges, last: self.last.clone() })
+    }
+}
+
+/// A batch's place in [`CounterOrder`]; ends (and lets the next batches of
+/// its gauges go) when dropped, committed or given up alike.
+#[derive(Debug)]
+struct Turn {
+    waits: Vec<watch::Receiver<()>>,
+    /// Dropped with the turn: closes the receivers later batches wait on.
+    _done: watch::Sender<()>,
+    seq: u64,
+    gauges: Vec<String>,
+    last: Arc<Mutex<InFlight>>,
+}
+
+impl Turn {
+    /// Until the earlier batches of this batch's gauges have ended.
+    async fn wait(&mut self) {
+        for earlier in &mut self.waits {
+            // Nothing is ever sent: `changed` fails once the sender is dropped.
+            while earlier.changed().await.is_ok() {}
+        }
+        self.waits.clear();
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        for gauge in &self.gauges {
+            if last.get(gauge).is_some_and(|(seq, _)| *seq == self.seq) {
+                last.remove(gauge);
+            }
+        }
     }
 }
 
@@ -310,6 +416,39 @@ mod tests {
         let kept = as_rejected(registration, &StoreError::Config("refused".into()));
         assert_eq!(kept.topic, "citygauge/store/sensor/n0");
         assert!(kept.detail.contains("register"), "{}", kept.detail);
+    }
+
+    fn counters(gauges: &[&str]) -> Batch {
+        let counters = gauges
+            .iter()
+            .map(|g| citygauge_domain::CounterReading {
+                sensor_id: g.to_string(),
+                ts: Utc::now(),
+                counter_mm: 1.0,
+                quality: Quality::default(),
+            })
+            .collect();
+        Batch { counters, ..Batch::default() }
+    }
+
+    #[tokio::test]
+    async fn a_gauges_batches_are_written_in_pipeline_order() {
+        let mut order = CounterOrder::default();
+        assert!(order.enter(&batch(3, 0)).is_none(), "no counters: never waits");
+        let first = order.enter(&counters(&["rg-1", "rg-2"])).unwrap();
+        let mut second = order.enter(&counters(&["rg-2"])).unwrap();
+        let mut third = order.enter(&counters(&["rg-2", "rg-1"])).unwrap();
+        let mut other = order.enter(&counters(&["rg-3"])).unwrap();
+        let soon = Duration::from_millis(50);
+        tokio::time::timeout(soon, other.wait()).await.expect("another gauge does not wait");
+        assert!(tokio::time::timeout(soon, second.wait()).await.is_err(), "waits for the first");
+        drop(first);
+        tokio::time::timeout(soon, second.wait()).await.expect("the first has ended");
+        assert!(tokio::time::timeout(soon, third.wait()).await.is_err(), "waits for the second");
+        drop(second);
+        tokio::time::timeout(soon, third.wait()).await.expect("both earlier batches have ended");
+        drop((third, other));
+        assert!(order.last.lock().unwrap().is_empty(), "nothing kept once every batch ended");
     }
 
     proptest! {

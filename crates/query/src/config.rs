@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use citygauge_domain::Kind;
 use citygauge_ingest::config::DatabaseArgs;
@@ -79,6 +78,8 @@ pub struct QueryConfig {
     pub city_timezone: String,
     #[command(flatten)]
     pub alerting: crate::alerting::AlertingConfig,
+    #[command(flatten)]
+    pub open_data: crate::open_data::OpenDataConfig,
 }
 
 fn parse_retention(s: &str) -> Result<(Kind, u32), String> {
@@ -101,6 +102,7 @@ impl QueryConfig {
     /// Fails on what is wrong before anything starts, naming the option.
     pub fn validate(&self) -> Result<(), QueryError> {
         self.timezone()?;
+        self.open_data.validate()?;
         if !(self.stale_factor.is_finite() && self.stale_factor >= 1.0) {
             return Err(QueryError::Config(format!(
                 "--stale-factor {} must be a number of at least 1",
@@ -110,8 +112,7 @@ impl QueryConfig {
         if !(self.wet_min_cm.is_finite() && self.wet_min_cm >= 0.0) {
             return Err(QueryError::Config(format!("--wet-min-cm {} must be a number of at least 0", self.wet_min_cm)));
         }
-        tokio_postgres::Config::from_str(&self.database.database_url)
-            .map_err(|e| QueryError::Config(format!("--database-url: {e}")))?;
+        self.database.database().map_err(|e| QueryError::Config(e.to_string()))?;
         if let Some(file) = &self.districts_file {
             if !file.is_file() {
                 return Err(QueryError::Config(format!("--districts-file {}: no such file", file.display())));

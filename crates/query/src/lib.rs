@@ -13,12 +13,16 @@
 pub mod alerting;
 pub mod alerts_api;
 pub mod cache;
+pub mod catalog_api;
 pub mod config;
 pub mod districts_api;
+pub mod downloads_api;
 mod error;
+pub mod fair_use;
 pub mod health_api;
 pub mod map_api;
 pub mod metrics;
+pub mod open_data;
 pub mod openapi;
 pub mod overview_api;
 pub mod params;
@@ -26,6 +30,7 @@ pub mod sensors_api;
 pub mod series;
 pub mod series_api;
 pub mod server;
+pub mod sta_api;
 pub mod stream_api;
 pub mod web;
 

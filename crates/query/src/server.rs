@@ -8,7 +8,6 @@
 //! background tasks stop last.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -19,10 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::Utc;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
+use citygauge_store::Database;
+use deadpool_postgres::{Pool, Timeouts};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
@@ -64,6 +63,8 @@ pub struct AppState {
     pub timezone: chrono_tz::Tz,
     /// Raw (and 1-minute rollup) retention by kind; absent: no limit.
     pub raw_retention: Arc<std::collections::HashMap<citygauge_domain::Kind, chrono::Duration>>,
+    /// Bulk downloads, catalogue and fair use of the open-data routes.
+    pub open_data: Arc<crate::open_data::OpenData>,
 }
 
 impl AppState {
@@ -83,9 +84,9 @@ const ALERTING_POOL_SIZE: u32 = 4;
 
 /// Pool connections carry the statement timeout, so one heavy query cannot
 /// hold a connection (and a slot) for long.
-fn pool(config: &QueryConfig, max_size: u32) -> Result<(Pool, tokio_postgres::Config), QueryError> {
-    let mut pg = tokio_postgres::Config::from_str(&config.database.database_url)
-        .map_err(|e| QueryError::Config(format!("--database-url: {e}")))?;
+fn pool(config: &QueryConfig, max_size: u32) -> Result<(Pool, Database), QueryError> {
+    let database = config.database.database().map_err(|e| QueryError::Config(e.to_string()))?;
+    let mut pg = database.config.clone();
     pg.connect_timeout(Duration::from_secs(5))
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(15))
@@ -94,9 +95,9 @@ fn pool(config: &QueryConfig, max_size: u32) -> Result<(Pool, tokio_postgres::Co
     if pg.get_application_name().is_none() {
         pg.application_name("citygauge-query");
     }
-    let listen_config = pg.clone();
+    let listen_config = database.with_config(pg.clone());
     pg.options(format!("-c statement_timeout={}", config.statement_timeout_ms));
-    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = database.with_config(pg).manager();
     // A request waits briefly for a connection, then gets 503 + Retry-After
     // instead of piling up behind a busy pool.
     let pool = Pool::builder(manager)
@@ -153,6 +154,11 @@ impl Service {
             raw_retention: Arc::new(config.raw_retention()),
             alerting: Arc::new(config.alerting.clone()),
             timezone: config.timezone()?,
+            open_data: Arc::new(crate::open_data::OpenData::new(
+                &config.open_data,
+                &config.database.database_url,
+                &metrics,
+            )?),
         };
         let background = CancellationToken::new();
         if !config.alerting.alerts_disabled {
@@ -385,6 +391,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(cached)
         .merge(db)
+        .merge(crate::sta_api::routes().route_layer(middleware::from_fn_with_state(state.db_slots.clone(), limit)))
+        .merge(crate::catalog_api::routes().route_layer(middleware::from_fn_with_state(state.db_slots.clone(), limit)))
+        // Day files hold a generation slot of their own (`--opendata-downloads-max-concurrent`).
+        .merge(crate::downloads_api::routes())
         .merge(crate::alerts_api::routes())
         // The stream's own limit is its client count (held for the connection's life).
         .route("/api/v1/stream", get(stream_api::handler))
@@ -396,6 +406,9 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::index))
         .route("/public", get(web::public))
         .fallback(web::fallback)
+        // Rate limits and CORS on `/opendata/` and `/sta/`, by path, so every
+        // open-data group gets them however it is merged above.
+        .layer(middleware::from_fn_with_state(state.clone(), crate::fair_use::middleware))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), track))
         .layer(CompressionLayer::new())
         .with_state(state)
@@ -417,7 +430,8 @@ pub async fn run(
     service.state.health.listening.store(true, Ordering::SeqCst);
     info!(%addr, "query: serving the API, the stream and the control room");
     let stream_stop = service.state.stream_stop.clone();
-    let served = axum::serve(listener, app)
+    // The peer's address is the open-data rate limit's client.
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.cancelled().await;
             info!("query: shutting down; closing streams, finishing requests");

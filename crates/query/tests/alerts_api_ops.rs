@@ -12,7 +12,7 @@ use alerts_api_support::{at, insert_messages, snapshot_settings, start, Api, New
 use axum::http::{header, Method, StatusCode};
 use chrono::Utc;
 use citygauge_alerts::{Message, MsgType, RuleSet};
-use citygauge_ingest::config::{BackendChoice, DatabaseArgs};
+use citygauge_ingest::config::DatabaseArgs;
 use citygauge_query::alerting::auth::{self, TokenCommand};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -379,7 +379,7 @@ async fn replay_requests_are_checked() -> anyhow::Result<()> {
 #[tokio::test]
 async fn the_token_command_creates_and_revokes() -> anyhow::Result<()> {
     let api = start().await?;
-    let database = DatabaseArgs { database_url: api.db.url.clone(), timeseries_backend: BackendChoice::Auto };
+    let database = DatabaseArgs::new(api.db.url.clone());
     let create =
         |role: &str| TokenCommand::Create { name: "carla".into(), role: role.into(), database: database.clone() };
     let token = auth::run_token_command(create("admin")).await?.trim().to_string();

@@ -52,7 +52,7 @@ async fn subscriber(port: u16, id: &str, filter: &str) -> (Seen, tokio::task::Jo
 fn start(db_url: &str, broker_url: &str, metrics: &Metrics) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let config = alerting(db_url, &["--alerts-mqtt-url", broker_url]);
     let stop = CancellationToken::new();
-    let database = tokio_postgres::Config::from_str(db_url).unwrap();
+    let database: citygauge_store::Database = tokio_postgres::Config::from_str(db_url).unwrap().into();
     (stop.clone(), tokio::spawn(mqtt::run(pool(db_url), database, config, metrics.clone(), stop)))
 }
 

@@ -133,7 +133,7 @@ async fn webhooks_subscription_api() {
     // A delivery signed with that secret, visible in the log.
     let stop = CancellationToken::new();
     let worker_config = alerting(&db.url, &["--webhook-disable-after-failures", "2"]);
-    let database = tokio_postgres::Config::from_str(&db.url).unwrap();
+    let database: citygauge_store::Database = tokio_postgres::Config::from_str(&db.url).unwrap().into();
     let worker = tokio::spawn(delivery::run(pool(&db.url), database, worker_config, Default::default(), stop.clone()));
     let (_, message) = raise(&mut client, "kh-wl-0100", MsgStatus::Actual).await;
     wait_for("the delivery", Duration::from_secs(10), || async {

@@ -26,7 +26,7 @@ struct Worker {
 impl Worker {
     fn start(url: &str, config: Arc<AlertingConfig>) -> Worker {
         let stop = CancellationToken::new();
-        let database = tokio_postgres::Config::from_str(url).unwrap();
+        let database: citygauge_store::Database = tokio_postgres::Config::from_str(url).unwrap().into();
         let metrics = Metrics::new();
         let task = tokio::spawn(delivery::run(pool(url), database, config, metrics.clone(), stop.clone()));
         Worker { stop, task, metrics }
@@ -453,7 +453,7 @@ async fn webhooks_are_delivered_over_https() {
     let (_, secret) = Sub::new("https", format!("https://127.0.0.1:{port}/hook")).insert(&client).await;
     let stop = CancellationToken::new();
     let http = delivery::http_client_trusting(vec![ca]).unwrap();
-    let database = tokio_postgres::Config::from_str(&db.url).unwrap();
+    let database: citygauge_store::Database = tokio_postgres::Config::from_str(&db.url).unwrap().into();
     let config = alerting(&db.url, &[]);
     let task = tokio::spawn(delivery::run_with(pool(&db.url), database, config, Metrics::new(), http, stop.clone()));
     let (_, message) = raise(&mut client, "kh-wl-0301", MsgStatus::Actual).await;

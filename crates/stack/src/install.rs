@@ -5,6 +5,7 @@ use std::process::Command;
 
 use crate::error::{Result, StackError};
 use crate::process::last_lines;
+use crate::services::{self, ServicesReport, SystemServices, Touch};
 use crate::sys;
 use crate::toolchain::{installed_pg_majors, Toolchain};
 
@@ -24,8 +25,52 @@ const FALLBACK_PG_MAJOR: u32 = 15;
 /// debugging use).
 ///
 /// Debian starts the packages' system services (a cluster on 5432, a broker
-/// on 1883) after installing them; the stack neither uses nor stops them.
+/// on 1883) after installing them; those of packages installed by this call
+/// are stopped and disabled again (see [`setup`]). With everything already
+/// installed it runs no command at all.
 pub fn ensure_installed() -> Result<Toolchain> {
+    Ok(setup(SystemServices::KeepExisting)?.toolchain)
+}
+
+/// What [`setup`] found or installed, and what it did to Debian's services.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// The servers and tools.
+    pub toolchain: Toolchain,
+    /// Debian's PostgreSQL and Mosquitto services: what was stopped and disabled.
+    pub services: ServicesReport,
+}
+
+/// `citygauge setup`: installs what is missing (as [`ensure_installed`]),
+/// then stops and disables Debian's PostgreSQL clusters and Mosquitto
+/// service so that nothing of theirs answers on the default ports (5432,
+/// 1883). `services` says whether that applies to services that were
+/// already installed before this call too.
+pub fn setup(services: SystemServices) -> Result<Installed> {
+    let had_postgres = !installed_pg_majors(Path::new("/usr/lib/postgresql")).is_empty();
+    let had_mosquitto = Path::new(DEBIAN_MOSQUITTO).exists();
+    let toolchain = install_missing()?;
+    let fresh = Touch {
+        postgres: !had_postgres && !installed_pg_majors(Path::new("/usr/lib/postgresql")).is_empty(),
+        mosquitto: !had_mosquitto && Path::new(DEBIAN_MOSQUITTO).exists(),
+    };
+    let (touch, kept) = match services {
+        SystemServices::Disable => (Touch { postgres: true, mosquitto: true }, false),
+        SystemServices::KeepExisting => (fresh, true),
+    };
+    let services = if touch == Touch::default() {
+        // Nothing to touch: not even a look at the init system.
+        ServicesReport { kept, ..ServicesReport::default() }
+    } else {
+        services::quiet(touch, kept)?
+    };
+    Ok(Installed { toolchain, services })
+}
+
+/// Where Debian's `mosquitto` package puts the broker.
+const DEBIAN_MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+fn install_missing() -> Result<Toolchain> {
     match Toolchain::discover() {
         Ok(toolchain) => return Ok(toolchain),
         Err(e) if e.is_missing_component() => {

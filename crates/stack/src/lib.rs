@@ -3,6 +3,10 @@
 //! each in its own data directory, on free loopback ports, without system
 //! services or well-known ports.
 //!
+//! [`setup`] installs the Debian packages and stops and disables the system
+//! services Debian starts with them (a cluster on 5432, a broker on 1883),
+//! so that nothing answers where citygauge's default URLs point.
+//!
 //! Also builds the control-room page with npm when its build is stale
 //! ([`ensure_web_built`]) and finds Debian's Chromium for its browser test.
 //!
@@ -35,14 +39,16 @@ mod mosquitto;
 mod ports;
 mod postgres;
 mod process;
+mod services;
 mod sys;
 mod toolchain;
 mod web;
 
 pub use dirs::throwaway_dir;
 pub use error::{Result, StackError};
-pub use install::ensure_installed;
+pub use install::{ensure_installed, setup, Installed};
 pub use mosquitto::{Mosquitto, MosquittoOptions};
 pub use postgres::{Postgres, PostgresOptions};
+pub use services::{listening, Action, ServicesReport, SystemServices, DEFAULT_PORTS};
 pub use toolchain::{Toolchain, MIN_PG_MAJOR};
 pub use web::{ensure_chromium, ensure_web_built, ensure_xmllint, find_chromium};

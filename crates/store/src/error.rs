@@ -96,10 +96,27 @@ pub fn class_of(code: &SqlState) -> ErrorClass {
 /// tokio-postgres shows a server error as just "db error"; the operator needs
 /// the server's message and SQLSTATE to know what went wrong.
 fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({}: {})", e, db.code().code(), db.message()),
-        None => e.to_string(),
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{} ({}: {})", e, db.code().code(), db.message()),
+        // The cause says why a connection or its TLS handshake failed.
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
     }
+}
+
+/// A TLS setup the server or its certificate refuses (`sslmode=require` to a
+/// server without TLS, a certificate not signed by the configured CA): no
+/// retry fixes it.
+fn tls_refused(e: &tokio_postgres::Error) -> bool {
+    let Some(cause) = std::error::Error::source(e) else { return false };
+    if let Some(rustls) = cause
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        return matches!(rustls, rustls::Error::General(_) | rustls::Error::InvalidCertificate(_));
+    }
+    cause.to_string() == "server does not support TLS"
 }
 
 fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
@@ -123,6 +140,9 @@ impl StoreError {
     /// How this error is handled: see [`ErrorClass`].
     pub fn class(&self) -> ErrorClass {
         match self {
+            StoreError::Pool(deadpool_postgres::PoolError::Backend(e)) | StoreError::Postgres(e) if tls_refused(e) => {
+                ErrorClass::Fatal
+            }
             StoreError::Postgres(e) => match e.code() {
                 Some(code) => class_of(code),
                 // No server answer: the connection broke or timed out.

@@ -6,14 +6,17 @@
 //! announcing committed rows with NOTIFY ([`changes`]).
 
 pub mod changes;
+mod connect;
 mod error;
 pub mod migrate;
 pub mod partitions;
 pub mod registry;
 pub mod rollups;
 mod store;
+pub mod tls;
 pub mod writer;
 
+pub use connect::{redact, ConnectOptions, Database, Secret, SslMode};
 pub use error::{class_of, ErrorClass, StoreError};
 pub use migrate::{Backend, BackendPreference, MIGRATIONS};
 pub use store::{LastGood, Store, StoreConfig};

@@ -43,6 +43,12 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: MigrationSql::Static(include_str!("../migrations/0001_init.sql")) },
     Migration { version: ROLLUPS_VERSION, name: "rollups", sql: MigrationSql::Generated(rollups::migration_sql) },
     Migration { version: 3, name: "alerts", sql: MigrationSql::Static(include_str!("../migrations/0003_alerts.sql")) },
+    Migration {
+        version: 4,
+        name: "open_data",
+        sql: MigrationSql::Static(include_str!("../migrations/0004_open_data.sql")),
+    },
+    Migration { version: 5, name: "rollup_watermarks", sql: MigrationSql::Generated(rollups::migration_v5_sql) },
 ];
 
 /// The migration that creates the rollup relations.

@@ -3,37 +3,98 @@
 
 use chrono::{DateTime, Utc};
 use citygauge_domain::registry::file::SensorRecord;
+use citygauge_domain::registry::RegistryEntry;
 use citygauge_domain::{Registry, SensorInfo};
 use serde_json::Value;
 use tokio_postgres::Client;
 
 use crate::StoreError;
 
+/// The columns a registry entry is read from.
+const ENTRY_COLUMNS: &str =
+    "id, kind, status, (installation->>'bucket_mm')::float8, (installation->>'valid_min')::float8,
+    (installation->>'valid_max')::float8, dev_eui, device_profile, installation->'aliases'";
+
 /// Loads every sensor the normaliser may need to know about.
 pub async fn load(client: &Client) -> Result<Registry, StoreError> {
+    let rows = client.query(&format!("SELECT {ENTRY_COLUMNS} FROM sensors"), &[]).await?;
+    let mut registry = Registry::default();
+    registry.apply(entries(rows), usize::MAX);
+    Ok(registry)
+}
+
+/// The registry as ingest holds it, and the watermark to ask for changes
+/// from ([`changes`]).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub registry: Registry,
+    pub watermark: DateTime<Utc>,
+}
+
+/// Loads what ingest needs: every active and retired sensor (retired ones
+/// so that their data is refused, not registered anew) and at most
+/// `max_pending` pending ones, the oldest first.
+pub async fn snapshot(client: &Client, max_pending: usize) -> Result<Snapshot, StoreError> {
+    let watermark = watermark(client).await?;
+    let limit = i64::try_from(max_pending).unwrap_or(i64::MAX);
     let rows = client
         .query(
-            "SELECT id, kind, status, (installation->>'bucket_mm')::float8, (installation->>'valid_min')::float8,
-                    (installation->>'valid_max')::float8, dev_eui, device_profile,
-                    installation->'aliases'
-               FROM sensors",
+            &format!(
+                "SELECT {ENTRY_COLUMNS} FROM sensors WHERE status <> 'pending'
+                 UNION ALL
+                 (SELECT {ENTRY_COLUMNS} FROM sensors WHERE status = 'pending' ORDER BY created_at, id LIMIT $1)"
+            ),
+            &[&limit],
+        )
+        .await?;
+    let mut registry = Registry::default();
+    registry.apply(entries(rows), max_pending);
+    Ok(Snapshot { registry, watermark })
+}
+
+/// Sensors added or changed since a watermark, and the next watermark.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    pub entries: Vec<RegistryEntry>,
+    pub watermark: DateTime<Utc>,
+}
+
+/// The sensors whose `updated_at` is at or past `since` (a trigger moves it
+/// on every change of a column the registry reads, schema v4).
+pub async fn changes(client: &Client, since: DateTime<Utc>) -> Result<Changes, StoreError> {
+    let watermark = watermark(client).await?;
+    let rows = client.query(&format!("SELECT {ENTRY_COLUMNS} FROM sensors WHERE updated_at >= $1"), &[&since]).await?;
+    Ok(Changes { entries: entries(rows), watermark })
+}
+
+/// Where the next [`changes`] must start so that no change is missed:
+/// `updated_at` is its transaction's start time, so a change committed after
+/// this moment has an `updated_at` no earlier than the oldest transaction
+/// open now (or now). Taken before the rows are read; a minute earlier
+/// still, for transactions of other roles, whose start this role may not be
+/// allowed to see. Rows changed within it are read again, which is cheap.
+async fn watermark(client: &Client) -> Result<DateTime<Utc>, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT least(now(), (SELECT min(xact_start) FROM pg_stat_activity
+                                 WHERE datname = current_database() AND backend_type = 'client backend'))
+                    - interval '1 minute'",
             &[],
         )
         .await?;
-    let mut sensors = Vec::with_capacity(rows.len());
-    let mut aliases: Vec<(String, String)> = Vec::new();
+    Ok(row.get(0))
+}
+
+fn entries(rows: Vec<tokio_postgres::Row>) -> Vec<RegistryEntry> {
+    let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         // The table's CHECK constraints keep kind and status to known values.
         let (Ok(kind), Ok(status)) = (row.get::<_, &str>(1).parse(), row.get::<_, &str>(2).parse()) else { continue };
         // Other names a device sends under (SenML URNs, vendor ids): see
         // `Registry::lookup_name`.
-        let id: String = row.get(0);
         let listed: Option<Value> = row.get(8);
-        for alias in citygauge_domain::registry::file::aliases_of(listed.as_ref()) {
-            aliases.push((alias, id.clone()));
-        }
-        sensors.push(SensorInfo {
-            id,
+        let sensor = SensorInfo {
+            id: row.get(0),
             kind,
             status,
             bucket_mm: row.get(3),
@@ -41,13 +102,10 @@ pub async fn load(client: &Client) -> Result<Registry, StoreError> {
             valid_max: row.get(5),
             dev_eui: row.get(6),
             device_profile: row.get(7),
-        });
+        };
+        out.push(RegistryEntry { sensor, aliases: citygauge_domain::registry::file::aliases_of(listed.as_ref()) });
     }
-    let mut registry = Registry::new(sensors);
-    for (alias, id) in aliases {
-        registry.insert_alias(alias, id);
-    }
-    Ok(registry)
+    out
 }
 
 /// What an import changed.
@@ -74,14 +132,15 @@ pub async fn import(client: &mut Client, records: &[SensorRecord]) -> Result<Imp
         .await?;
     let upsert = tx
         .prepare(
-            "INSERT INTO sensors (id, kind, subkind, name, district, location, installation, thresholds, status, dev_eui, device_profile)
+            "INSERT INTO sensors (id, kind, subkind, name, district, location, installation, thresholds, status, dev_eui, device_profile, public)
              VALUES ($1, $2, $3, $4, $5,
                      CASE WHEN $6::float8 IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint($6, $7), 4326) END,
-                     $8, $9, $10, $11, $12)
+                     $8, $9, $10, $11, $12, $13)
              ON CONFLICT (id) DO UPDATE SET
                  kind = EXCLUDED.kind, subkind = EXCLUDED.subkind, name = EXCLUDED.name, district = EXCLUDED.district,
                  location = EXCLUDED.location, installation = EXCLUDED.installation, thresholds = EXCLUDED.thresholds,
                  status = EXCLUDED.status, dev_eui = EXCLUDED.dev_eui, device_profile = EXCLUDED.device_profile,
+                 public = EXCLUDED.public,
                  updated_at = now()
              RETURNING (xmax = 0)",
         )
@@ -115,6 +174,7 @@ pub async fn import(client: &mut Client, records: &[SensorRecord]) -> Result<Imp
                     &r.status.as_str(),
                     &r.dev_eui,
                     &r.device_profile,
+                    &r.public,
                 ],
             )
             .await?;

@@ -2,22 +2,26 @@
 //! aggregates of [`citygauge_domain::rollup`], in relations named
 //! `{kind}_{1m,1h,1d}` with the same columns on both backends.
 //!
-//! - Native: plain tables the writer keeps current in each batch's
-//!   transaction, from the rows that batch inserted (aggregated in memory,
-//!   one upsert per kind and level), so they never need a rescan. `maintain`
-//!   deletes 1-minute rows older than the kind's raw retention; hour and day
-//!   rows are kept for good (a year of hourly rows is 8,760 per sensor).
+//! - Native: views over tables of closed buckets, materialised in bulk behind
+//!   a watermark by the ingest daemon, with the rest aggregated at query time
+//!   (see [`views`] and [`materialise`]); the writer only notes rows that
+//!   arrive below the watermark. `maintain` deletes 1-minute rows older than
+//!   the kind's raw retention; hour and day rows are kept for good (a year of
+//!   hourly rows is 8,760 per sensor).
 //! - TimescaleDB: hierarchical continuous aggregates (1m on the hypertable,
 //!   1h on 1m, 1d on 1h) with real-time aggregation and refresh policies; the
 //!   writer leaves them alone.
 
+mod materialise;
 mod sql;
+mod views;
+
+pub(crate) use materialise::{note_late, run as materialise};
+pub use materialise::{MaterialiseReport, MATERIALISE_LOCK, MATERIALISE_SETTLE};
 
 use chrono::{DateTime, Utc};
-use citygauge_domain::rollup::{CellValue, ColumnType, Rollup};
-use citygauge_domain::{Kind, Reading};
+use citygauge_domain::Kind;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use crate::{Backend, StoreError};
@@ -29,71 +33,16 @@ pub fn migration_sql(backend: Backend) -> String {
     sql::migration(backend)
 }
 
-/// The SQL that merges a batch's partials into `kind`'s rollups at `level`
-/// (native backend); parameters are one array per column.
-pub fn upsert_sql(kind: Kind, level: Level) -> String {
-    sql::upsert(kind, level)
-}
-
-/// Adds the rows a batch inserted (`inserted`, grouped by kind in
-/// [`Kind::ALL`] order) to the native rollup tables, inside its transaction.
-/// Kinds and levels go in a fixed order and each statement in key order, so
-/// concurrent writers take row locks in one global order.
-pub(crate) async fn apply(tx: &deadpool_postgres::Transaction<'_>, inserted: &[&Reading]) -> Result<(), StoreError> {
-    for kind in Kind::ALL {
-        let minute = Rollup::of(kind, Level::Minute, inserted.iter().copied());
-        if minute.is_empty() {
-            continue;
-        }
-        let hour = minute.coarsen(Level::Hour);
-        let day = hour.coarsen(Level::Day);
-        for rollup in [&minute, &hour, &day] {
-            upsert(tx, rollup).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn upsert(tx: &deadpool_postgres::Transaction<'_>, rollup: &Rollup) -> Result<(), StoreError> {
-    let statement = tx.prepare_cached(&sql::upsert(rollup.kind(), rollup.level())).await?;
-    let groups = rollup.groups();
-    let sensors: Vec<&str> = groups.keys().map(|(sensor, _)| sensor.as_str()).collect();
-    let buckets: Vec<DateTime<Utc>> = groups.keys().map(|(_, bucket)| *bucket).collect();
-    let mut params: Vec<Box<dyn ToSql + Sync + Send + '_>> = vec![Box::new(sensors), Box::new(buckets)];
-    for column in columns(rollup.kind()) {
-        let cells = groups.values().map(|partial| partial.value(column.stat));
-        params.push(match column.column_type {
-            ColumnType::BigInt => {
-                Box::new(cells.map(|c| if let CellValue::Int(v) = c { v } else { 0 }).collect::<Vec<i64>>())
-            }
-            ColumnType::Float => Box::new(
-                cells.map(|c| if let CellValue::Float(v) = c { v } else { None }).collect::<Vec<Option<f64>>>(),
-            ),
-            ColumnType::Bool => Box::new(
-                cells.map(|c| if let CellValue::Bool(v) = c { v } else { None }).collect::<Vec<Option<bool>>>(),
-            ),
-            // As in the raw rows: PostgreSQL text cannot hold NUL.
-            ColumnType::Text => Box::new(
-                cells
-                    .map(|c| if let CellValue::Text(v) = c { v.map(|s| s.replace('\0', "\u{FFFD}")) } else { None })
-                    .collect::<Vec<Option<String>>>(),
-            ),
-            ColumnType::Timestamp => Box::new(
-                cells
-                    .map(|c| if let CellValue::Timestamp(v) = c { v } else { DateTime::UNIX_EPOCH })
-                    .collect::<Vec<DateTime<Utc>>>(),
-            ),
-        });
-    }
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-    tx.execute(&statement, &refs).await?;
-    Ok(())
+/// The SQL of schema migration 5 (native rollups behind a watermark) for
+/// `backend`.
+pub fn migration_v5_sql(backend: Backend) -> String {
+    views::migration(backend)
 }
 
 /// Native backend: deletes `kind`'s 1-minute rollups older than `cutoff`;
 /// returns how many.
 pub(crate) async fn expire_minutes(client: &Client, kind: Kind, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-    let table = relation(kind, Level::Minute);
+    let table = views::done(kind, Level::Minute);
     Ok(client.execute(&format!("DELETE FROM {table} WHERE bucket < $1"), &[&cutoff]).await?)
 }
 

@@ -2,20 +2,18 @@
 //! database (its backend, the partitions that exist).
 
 use std::collections::{BTreeSet, HashMap};
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use citygauge_domain::registry::file::SensorRecord;
 use citygauge_domain::{Kind, Registry};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
-use tokio_postgres::NoTls;
+use deadpool_postgres::{Pool, Timeouts};
 
 use crate::migrate::{self, Backend, BackendPreference, MigrationReport};
 use crate::registry::{self, ImportReport};
 use crate::writer::{self, Batch, WriteReport};
-use crate::{partitions, rollups, StoreError};
+use crate::{partitions, rollups, ConnectOptions, Database, StoreError};
 
 /// A sensor's newest stored good value of one column, see
 /// [`Store::last_good_values`].
@@ -27,17 +25,21 @@ pub struct LastGood {
     pub value: f64,
 }
 
-/// How to reach and run the database.
-#[derive(Debug, Clone)]
+/// How to reach and run the database. Debug hides passwords (see connect.rs).
+#[derive(Clone)]
 pub struct StoreConfig {
     /// libpq key=value string or `postgres://` URL.
     pub database_url: String,
+    /// TLS and password settings besides the connection string.
+    pub connect: ConnectOptions,
     pub pool_max_size: usize,
     pub backend: BackendPreference,
     /// Native partitioning: how many days ahead partitions are made.
     pub partition_premake_days: u32,
     /// How long each kind's readings are kept; `None` keeps them forever.
     pub retention: HashMap<Kind, Duration>,
+    /// How long `rejected_messages` rows are kept; `None` keeps them forever.
+    pub rejected_retention: Option<Duration>,
     /// How long to wait for a connection before reporting the database down.
     pub connect_timeout: StdDuration,
     /// `statement_timeout` of every connection (`None`: the server's).
@@ -53,10 +55,12 @@ impl StoreConfig {
     pub fn new(database_url: impl Into<String>) -> Self {
         StoreConfig {
             database_url: database_url.into(),
+            connect: ConnectOptions::default(),
             pool_max_size: 4,
             backend: BackendPreference::Auto,
             partition_premake_days: 7,
             retention: HashMap::new(),
+            rejected_retention: None,
             connect_timeout: StdDuration::from_secs(5),
             statement_timeout: None,
             lock_timeout: None,
@@ -81,8 +85,8 @@ impl Store {
     /// Builds the pool; connects lazily, so a database that is down now does
     /// not stop the daemon from starting and waiting for it.
     pub fn new(config: StoreConfig) -> Result<Store, StoreError> {
-        let mut pg = tokio_postgres::Config::from_str(&config.database_url)
-            .map_err(|e| StoreError::Config(format!("database_url: {e}")))?;
+        let database = Database::new(&config.database_url, &config.connect)?;
+        let mut pg = database.config.clone();
         pg.connect_timeout(config.connect_timeout);
         // A database that vanished without closing the connection (a failover,
         // a dead host) must fail the write within a minute, not when the
@@ -110,7 +114,7 @@ impl Store {
             };
             pg.options(options);
         }
-        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = database.with_config(pg).manager();
         let timeouts = Timeouts {
             wait: Some(config.connect_timeout),
             create: Some(config.connect_timeout),
@@ -256,11 +260,15 @@ impl Store {
     }
 
     /// Periodic upkeep: partitions ahead of time and retention (native), or
-    /// retention policies (TimescaleDB). Safe to run from several daemons.
+    /// retention policies (TimescaleDB); then `rejected_messages` retention
+    /// (both). Safe to run from several daemons.
     pub async fn maintain(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         match self.backend().await? {
             Backend::Native => {
+                // Rows about to be dropped by retention must be in the hour
+                // and day rollups first (a backfill may have just landed).
+                self.materialise_rollups(now - rollups::MATERIALISE_SETTLE).await?;
                 let today = now.date_naive();
                 let ahead = partitions::day_range(
                     today - Duration::days(1),
@@ -298,19 +306,67 @@ impl Store {
                 }
             }
         }
+        drop(client);
+        if let Some(keep) = self.config.rejected_retention {
+            self.expire_rejected(now - keep).await?;
+        }
         Ok(())
+    }
+
+    /// Deletes `rejected_messages` received before `cutoff`; returns how many.
+    /// In batches of [`REJECTED_DELETE_BATCH`] rows, each its own short
+    /// transaction, so a backlog of millions never holds locks or one huge
+    /// transaction while writers insert.
+    pub async fn expire_rejected(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "DELETE FROM rejected_messages WHERE id IN (
+                   SELECT id FROM rejected_messages WHERE received_at < $1 LIMIT $2)",
+            )
+            .await?;
+        let mut deleted = 0;
+        loop {
+            let n = client.execute(&statement, &[&cutoff, &REJECTED_DELETE_BATCH]).await?;
+            deleted += n;
+            if n < REJECTED_DELETE_BATCH as u64 {
+                break;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, "rejected_messages: deleted rows past retention");
+        }
+        Ok(deleted)
     }
 
     /// Brings the rollups up to date now: on TimescaleDB refreshes every
     /// continuous aggregate (what its policies do on their schedules, e.g.
-    /// after a backfill of old readings); on the native backend the rollups
-    /// are exact at every commit and this does nothing.
+    /// after a backfill of old readings); on the native backend materialises
+    /// every closed minute (reads are exact either way there; this only
+    /// moves work from query time to now).
     pub async fn refresh_rollups(&self) -> Result<(), StoreError> {
-        if self.backend().await? == Backend::TimescaleDb {
-            let client = self.pool.get().await?;
-            crate::rollups::refresh_timescale_all(&client).await?;
+        match self.backend().await? {
+            Backend::TimescaleDb => {
+                let client = self.pool.get().await?;
+                crate::rollups::refresh_timescale_all(&client).await?;
+            }
+            Backend::Native => {
+                self.materialise_rollups(Utc::now()).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Native backend: materialises every kind's rollup buckets that end by
+    /// `upto` and recomputes the buckets late rows touched (see
+    /// [`crate::rollups`]); the ingest daemon calls it every few seconds.
+    /// Safe to run from several daemons (one works, the others skip).
+    /// TimescaleDB: nothing (its policies refresh the aggregates).
+    pub async fn materialise_rollups(&self, upto: DateTime<Utc>) -> Result<rollups::MaterialiseReport, StoreError> {
+        if self.backend().await? == Backend::TimescaleDb {
+            return Ok(rollups::MaterialiseReport::default());
+        }
+        rollups::materialise(&self.pool, upto).await
     }
 
     /// The newest `good` value of every column the spike test covers, per
@@ -342,6 +398,19 @@ impl Store {
         registry::load(&client).await
     }
 
+    /// The registry as ingest holds it (at most `max_pending` pending
+    /// sensors), with the watermark for [`Store::registry_changes`].
+    pub async fn registry_snapshot(&self, max_pending: usize) -> Result<registry::Snapshot, StoreError> {
+        let client = self.pool.get().await?;
+        registry::snapshot(&client, max_pending).await
+    }
+
+    /// The sensors added or changed since `watermark`, and the next one.
+    pub async fn registry_changes(&self, watermark: DateTime<Utc>) -> Result<registry::Changes, StoreError> {
+        let client = self.pool.get().await?;
+        registry::changes(&client, watermark).await
+    }
+
     pub async fn import_sensors(&self, records: &[SensorRecord]) -> Result<ImportReport, StoreError> {
         let mut client = self.pool.get().await?;
         registry::import(&mut client, records).await
@@ -352,6 +421,9 @@ impl Store {
         registry::touch(&client, seen).await
     }
 }
+
+/// Rows of `rejected_messages` deleted per statement by [`Store::expire_rejected`].
+pub const REJECTED_DELETE_BATCH: i64 = 5_000;
 
 /// TimescaleDB: the least retention of the 1-minute continuous aggregates,
 /// longer than the hour aggregate's refresh window (7 days).

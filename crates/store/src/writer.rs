@@ -17,15 +17,16 @@ use std::pin::pin;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use citygauge_domain::quality;
-use citygauge_domain::rain::{counter_step, CounterState, CounterStep};
-use citygauge_domain::{CounterReading, Kind, NewSensor, QualityLevel, Reading, RejectReason, Values};
+use citygauge_domain::{CounterReading, Kind, NewSensor, Reading, RejectReason, Values};
 use deadpool_postgres::ClientWrapper;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
 use crate::{changes, rollups, StoreError};
+
+mod counters;
+use counters::resolve_counters;
 
 /// Everything a group of MQTT messages became, to be stored atomically.
 #[derive(Debug, Default)]
@@ -66,6 +67,9 @@ pub struct WriteReport {
     pub rejected: u64,
     /// Sensors registered as `pending`.
     pub new_sensors: u64,
+    /// Rejections made here, in the transaction (`counter_out_of_order`), by
+    /// reason, indexed like [`RejectReason::ALL`]; also in `rejected`.
+    pub rejected_in_store: [u64; RejectReason::ALL.len()],
 }
 
 impl WriteReport {
@@ -82,6 +86,20 @@ impl WriteReport {
         self.duplicates += other.duplicates;
         self.rejected += other.rejected;
         self.new_sensors += other.new_sensors;
+        for (mine, theirs) in self.rejected_in_store.iter_mut().zip(other.rejected_in_store) {
+            *mine += theirs;
+        }
+    }
+
+    /// The rejections made in the store, by reason (reasons with none left out).
+    pub fn rejections_in_store(&self) -> impl Iterator<Item = (RejectReason, u64)> + '_ {
+        RejectReason::ALL.into_iter().zip(self.rejected_in_store).filter(|(_, n)| *n > 0)
+    }
+
+    fn count_rejection_in_store(&mut self, reason: RejectReason) {
+        if let Some(i) = RejectReason::ALL.iter().position(|r| *r == reason) {
+            self.rejected_in_store[i] += 1;
+        }
     }
 }
 
@@ -121,6 +139,9 @@ async fn write_once(
     }
     let counters = resolve_counters(&tx, &batch.counters).await?;
     report.duplicates += counters.duplicates;
+    for m in &counters.rejected {
+        report.count_rejection_in_store(m.reason);
+    }
 
     let mut seen: HashSet<(Kind, &str, DateTime<Utc>)> = HashSet::with_capacity(batch.readings.len());
     let mut by_kind: HashMap<Kind, Vec<&Reading>> = HashMap::new();
@@ -151,7 +172,7 @@ async fn write_once(
     let rejected: Vec<&RejectedMessage> = batch.rejected.iter().chain(&counters.rejected).collect();
     report.rejected = copy_rejected(&tx, &rejected).await?;
     if maintain_rollups {
-        rollups::apply(&tx, &inserted).await?;
+        rollups::note_late(&tx, &inserted).await?;
     }
     notify_readings(&tx, &inserted).await?;
     tx.commit().await?;
@@ -339,102 +360,6 @@ async fn register_pending(tx: &Transaction<'_>, sensors: &[NewSensor]) -> Result
 pub(crate) async fn notify_sensors<S: AsRef<str>>(tx: &Transaction<'_>, ids: &[S]) -> Result<(), StoreError> {
     tx.execute("SELECT pg_notify($1, $2)", &[&changes::SENSORS_CHANNEL, &changes::encode_sensor_ids(ids)]).await?;
     Ok(())
-}
-
-#[derive(Default)]
-struct ResolvedCounters {
-    readings: Vec<Reading>,
-    rejected: Vec<RejectedMessage>,
-    duplicates: u64,
-}
-
-/// Turns counter values into interval rows against the state stored with the
-/// rows (locked for this transaction), and moves the state on.
-async fn resolve_counters(tx: &Transaction<'_>, counters: &[CounterReading]) -> Result<ResolvedCounters, StoreError> {
-    let mut out = ResolvedCounters::default();
-    if counters.is_empty() {
-        return Ok(out);
-    }
-    let mut ids: Vec<&str> = counters.iter().map(|c| c.sensor_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    // Serialise writers per gauge even before its state row exists (FOR UPDATE
-    // locks only rows that do): two first values must not both be "first".
-    // Sorted, so concurrent writers take the locks in one order.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('citygauge.rain_counter.' || id, 0))
-           FROM unnest($1::text[]) AS id ORDER BY id",
-        &[&ids],
-    )
-    .await?;
-    let rows = tx
-        .query(
-            "SELECT sensor_id, ts, counter_mm FROM rain_counter_state WHERE sensor_id = ANY($1) ORDER BY sensor_id FOR UPDATE",
-            &[&ids],
-        )
-        .await?;
-    let mut state: HashMap<String, CounterState> =
-        rows.iter().map(|r| (r.get(0), CounterState { ts: r.get(1), counter_mm: r.get(2) })).collect();
-    let mut ordered: Vec<&CounterReading> = counters.iter().collect();
-    ordered.sort_by(|a, b| (&a.sensor_id, a.ts).cmp(&(&b.sensor_id, b.ts)));
-    let mut changed = HashSet::new();
-    let now = Utc::now();
-    for c in ordered {
-        let prev = state.get(&c.sensor_id).copied();
-        match counter_step(prev, c.ts, c.counter_mm) {
-            CounterStep::Interval { rain_mm, interval_s, reset } => {
-                let mut reading = Reading {
-                    sensor_id: c.sensor_id.clone(),
-                    ts: c.ts,
-                    values: Values::Rainfall { rain_mm, interval_s: Some(interval_s) },
-                    quality: c.quality.clone(),
-                };
-                if reset {
-                    reading.quality.flag(QualityLevel::Suspect, "counter_reset");
-                }
-                // The rain-rate check needs the interval, known only now.
-                quality::check_rain_rate(&mut reading);
-                out.readings.push(reading);
-            }
-            CounterStep::First => {}
-            CounterStep::Duplicate => {
-                out.duplicates += 1;
-                continue;
-            }
-            CounterStep::OutOfOrder => {
-                let payload =
-                    serde_json::json!({"sensor_id": c.sensor_id, "ts": c.ts, "rain_counter_mm": c.counter_mm});
-                let payload = Bytes::from(payload.to_string());
-                out.rejected.push(RejectedMessage {
-                    received_at: now,
-                    topic: format!("citygauge/rain-counter/{}", c.sensor_id),
-                    payload_bytes: payload.len(),
-                    payload,
-                    reason: RejectReason::CounterOutOfOrder,
-                    detail: format!(
-                        "counter value at {} is older than the stored state at {}",
-                        c.ts,
-                        prev.map(|p| p.ts).unwrap_or(c.ts)
-                    ),
-                });
-                continue;
-            }
-        }
-        state.insert(c.sensor_id.clone(), CounterState { ts: c.ts, counter_mm: c.counter_mm });
-        changed.insert(c.sensor_id.as_str());
-    }
-    let ids: Vec<&str> = changed.into_iter().collect();
-    let ts: Vec<DateTime<Utc>> = ids.iter().map(|id| state[*id].ts).collect();
-    let values: Vec<f64> = ids.iter().map(|id| state[*id].counter_mm).collect();
-    tx.execute(
-        "INSERT INTO rain_counter_state (sensor_id, ts, counter_mm)
-         SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::float8[])
-         ON CONFLICT (sensor_id) DO UPDATE SET ts = EXCLUDED.ts, counter_mm = EXCLUDED.counter_mm
-          WHERE rain_counter_state.ts < EXCLUDED.ts",
-        &[&ids, &ts, &values],
-    )
-    .await?;
-    Ok(out)
 }
 
 #[cfg(test)]

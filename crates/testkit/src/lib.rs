@@ -15,6 +15,7 @@ mod daemon;
 mod db;
 mod mqtt;
 mod query;
+mod tls;
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -24,6 +25,7 @@ pub use daemon::{http_get, ingest_config, metric, wait_ready, BinaryDaemon, InPr
 pub use db::{count, database, Cluster, TestDatabase};
 pub use mqtt::{Broker, Publisher};
 pub use query::{query_config, InProcessQuery};
+pub use tls::{enable_postgres_tls, LoggedProcess, TestPki, TlsBroker};
 
 /// Logs from the code under test, shown for failing tests (`RUST_LOG` filters).
 pub fn init_logging() {

@@ -236,6 +236,7 @@ mod tests {
             dev_eui: Some("a84041000000abcd".into()),
             device_profile: Some(FLOOD_RADAR_V1.into()),
             transport: Some(Transport::Chirpstack),
+            public: true,
         };
         Sensor::new(props, LonLat::new(120.31, 22.64))
     }

@@ -149,6 +149,17 @@ pub struct SensorProps {
     pub device_profile: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<Transport>,
+    /// Published as open data; only `"public": false` is written.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub public: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Debug, Serialize, Deserialize)]

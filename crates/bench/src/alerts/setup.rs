@@ -54,6 +54,7 @@ pub async fn register(url: &str, gauges: &[String]) -> anyhow::Result<()> {
                 device_profile: None,
                 installation: object(json!({"cadence_s": 600})),
                 thresholds: object(json!({"warning_3_m": 2.0, "warning_2_m": 2.6, "warning_1_m": 3.1})),
+                public: true,
             }
         })
         .collect();

@@ -124,6 +124,11 @@ async fn copy_history(url: &str, history: &[String], days: u32, backend: Backend
     if !rollups {
         println!("data set: no rollup relations in this schema: raw rows only");
     }
+    // Schema 5 on the native backend: the relations are views over the
+    // materialised `_done` tables, filled here below a watermark set after.
+    let materialised: bool =
+        connect(url).await?.query_one("SELECT to_regclass('water_level_1m_done') IS NOT NULL", &[]).await?.get(0);
+    let target = if materialised { "_done" } else { "" };
     let total_rows = history.len() as u64 * (end - start).num_minutes() as u64;
     println!(
         "data set: copying {total_rows} one-minute rows ({} sensors x {days} days) and filling their rollups ...",
@@ -142,7 +147,7 @@ async fn copy_history(url: &str, history: &[String], days: u32, backend: Backend
             while let Some(&(from, to)) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
                 rows += copy_day(&mut client, &history, from, to).await?;
                 if rollups && backend == Backend::Native {
-                    fill_rollups(&client, from, to).await?;
+                    fill_rollups(&client, target, from, to).await?;
                 }
                 let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if finished % 20 == 0 || finished == chunks.len() {
@@ -155,6 +160,15 @@ async fn copy_history(url: &str, history: &[String], days: u32, backend: Backend
     let mut rows = 0;
     for worker in workers {
         rows += worker.await??;
+    }
+    if rollups && backend == Backend::Native && materialised {
+        connect(url)
+            .await?
+            .execute(
+                "UPDATE rollup_watermarks SET done_to = $1, pending_to = greatest(pending_to, $1) WHERE kind = 'water_level'",
+                &[&end],
+            )
+            .await?;
     }
     if rollups && backend == Backend::TimescaleDb {
         // Continuous aggregates fill themselves from the hypertable.
@@ -215,15 +229,21 @@ async fn copy_day(
 }
 
 /// The rollups of `[from, to)` (whole 1-day buckets), each level from the one
-/// below it, as the store's backfill does: contract 1's columns.
-async fn fill_rollups(client: &tokio_postgres::Client, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<()> {
+/// below it, as the store's backfill does: contract 1's columns. `target`
+/// is `_done` where the relations are views over materialised tables.
+async fn fill_rollups(
+    client: &tokio_postgres::Client,
+    target: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<()> {
     const ORIGIN: &str = "'1970-01-01T00:00:00Z'::timestamptz";
     const COLUMNS: &str = "sensor_id, bucket, n, n_suspect, first_ts, last_ts, \
                            level_m_sum, level_m_n, level_m_min, level_m_max, level_m_last";
     client
         .execute(
             &format!(
-                "INSERT INTO water_level_1m ({COLUMNS})
+                "INSERT INTO water_level_1m{target} ({COLUMNS})
                  SELECT sensor_id, date_bin('1 minute', ts, {ORIGIN}), count(*), count(*) FILTER (WHERE quality = 'suspect'),
                         min(ts), max(ts), sum(level_m), count(level_m), min(level_m), max(level_m),
                         (array_agg(level_m ORDER BY ts DESC))[1]
@@ -237,11 +257,11 @@ async fn fill_rollups(client: &tokio_postgres::Client, from: DateTime<Utc>, to: 
         client
             .execute(
                 &format!(
-                    "INSERT INTO water_level_{level} ({COLUMNS})
+                    "INSERT INTO water_level_{level}{target} ({COLUMNS})
                      SELECT sensor_id, date_bin('{width}', bucket, {ORIGIN}), sum(n), sum(n_suspect), min(first_ts), max(last_ts),
                             sum(level_m_sum), sum(level_m_n), min(level_m_min), max(level_m_max),
                             (array_agg(level_m_last ORDER BY last_ts DESC))[1]
-                       FROM water_level_{below} WHERE bucket >= $1 AND bucket < $2
+                       FROM water_level_{below}{target} WHERE bucket >= $1 AND bucket < $2
                       GROUP BY 1, 2"
                 ),
                 &[&from, &to],

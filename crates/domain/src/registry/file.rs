@@ -2,7 +2,8 @@
 //! CSV, parsed into records the store upserts into `sensors`.
 //!
 //! GeoJSON properties: `id`, `kind`, `subkind`, `name`, `district`, `status`,
-//! `dev_eui`, `device_profile`, `installation` (object), `thresholds` (object);
+//! `dev_eui`, `device_profile`, `public` (boolean, default true: published as
+//! open data), `installation` (object), `thresholds` (object);
 //! any other property is kept in `installation`, so nothing a city sends is lost.
 //!
 //! CSV columns: `id`, `kind`, `lon`, `lat` and optionally the same scalar names
@@ -32,6 +33,9 @@ pub struct SensorRecord {
     pub device_profile: Option<String>,
     pub installation: Map<String, Value>,
     pub thresholds: Map<String, Value>,
+    /// Published as open data (SensorThings, downloads, catalogue); a city
+    /// leaves out e.g. a company's own meters with `public: false`. Default true.
+    pub public: bool,
 }
 
 impl SensorRecord {
@@ -140,6 +144,11 @@ fn geojson_feature(feature: &Value) -> Result<SensorRecord, String> {
         status: take("status")?,
         dev_eui: take("dev_eui")?,
         device_profile: take("device_profile")?,
+        public: match properties.remove("public") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(b.to_string()),
+            Some(other) => return Err(format!("`public` must be true or false, got {other}")),
+        },
     };
     // Whatever else the city put in the properties is installation metadata.
     installation.extend(properties);
@@ -207,6 +216,7 @@ fn csv_row(headers: &csv::StringRecord, row: &csv::StringRecord) -> Result<Senso
             "status" => scalars.status = text,
             "dev_eui" => scalars.dev_eui = text,
             "device_profile" => scalars.device_profile = text,
+            "public" => scalars.public = text,
             "lon" | "longitude" => lon = Some(cell.parse::<f64>().map_err(|_| format!("`{header}` is not a number"))?),
             "lat" | "latitude" => lat = Some(cell.parse::<f64>().map_err(|_| format!("`{header}` is not a number"))?),
             other => {
@@ -251,6 +261,7 @@ struct Scalars {
     status: Option<String>,
     dev_eui: Option<String>,
     device_profile: Option<String>,
+    public: Option<String>,
 }
 
 impl Scalars {
@@ -286,6 +297,11 @@ impl Scalars {
             Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
             Some(_) => return Err("installation `aliases` must be a string or a list of strings".into()),
         }
+        let public = match self.public.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("true" | "yes" | "1") => true,
+            Some("false" | "no" | "0") => false,
+            Some(other) => return Err(format!("`public` `{other}` is not true or false")),
+        };
         let dev_eui = self.dev_eui.map(|e| normalise_eui(&e));
         if let Some(eui) = &dev_eui {
             if eui.len() != 16 {
@@ -304,6 +320,7 @@ impl Scalars {
             device_profile: self.device_profile,
             installation,
             thresholds,
+            public,
         })
     }
 }
@@ -363,6 +380,15 @@ mod tests {
         assert_eq!(river.installation["transport"], "senml", "unknown properties are kept");
         assert_eq!(records[1].dev_eui.as_deref(), Some("70b3d57ed0001234"));
         assert_eq!(records[1].info().device_profile.as_deref(), Some("flood-radar-v1"));
+        assert!(records.iter().all(|r| r.public), "public unless the file says otherwise");
+        let private = GEOJSON.replacen(r#""kind": "flood_depth","#, r#""kind": "flood_depth", "public": false,"#, 1);
+        let records = parse("demo.geojson", private.as_bytes()).unwrap();
+        assert!(records[0].public && !records[1].public);
+        assert!(!records[1].installation.contains_key("public"), "a column, not installation metadata");
+        let csv = "id,kind,public\nkh-a,rainfall,false\nkh-b,rainfall,\nkh-c,rainfall,maybe\n";
+        assert!(parse("s.csv", csv.as_bytes()).unwrap_err().to_string().contains("line 4"));
+        let records = parse("s.csv", csv.rsplit_once("kh-c").unwrap().0.as_bytes()).unwrap();
+        assert_eq!(records.iter().map(|r| r.public).collect::<Vec<_>>(), [false, true]);
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration, unit: f64) -> Durati
 /// dedicated connection that listens for new ones.
 pub async fn run(
     pool: Pool,
-    database: tokio_postgres::Config,
+    database: citygauge_store::Database,
     config: Arc<AlertingConfig>,
     metrics: Metrics,
     stop: CancellationToken,
@@ -109,7 +109,7 @@ pub async fn run(
 /// [`run`] with a given HTTP client.
 pub async fn run_with(
     pool: Pool,
-    database: tokio_postgres::Config,
+    database: citygauge_store::Database,
     config: Arc<AlertingConfig>,
     metrics: Metrics,
     http: HttpClient,
@@ -125,7 +125,7 @@ pub async fn run_with(
 /// Wakes a notifier on every notification on `channels`, and once after
 /// each (re)connect (notifications sent meanwhile were lost).
 pub(crate) async fn listen(
-    database: tokio_postgres::Config,
+    database: citygauge_store::Database,
     channels: &'static [&'static str],
     wake: Arc<Notify>,
     stop: CancellationToken,
@@ -145,12 +145,12 @@ pub(crate) async fn listen(
 }
 
 async fn listen_once(
-    database: &tokio_postgres::Config,
+    database: &citygauge_store::Database,
     channels: &[&str],
     wake: &Notify,
     stop: &CancellationToken,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = database.connect(tokio_postgres::NoTls).await?;
+    let (client, mut connection) = database.connect().await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -49,7 +49,7 @@ use crate::QueryError;
 pub struct EvaluatorContext {
     pub pool: Pool,
     /// For the dedicated connection that holds the lease and listens.
-    pub database: tokio_postgres::Config,
+    pub database: citygauge_store::Database,
     pub config: Arc<AlertingConfig>,
     pub timezone: chrono_tz::Tz,
     pub metrics: Metrics,

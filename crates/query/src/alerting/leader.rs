@@ -25,8 +25,9 @@
 
 use std::time::Duration;
 
+use citygauge_store::Database;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
+use tokio_postgres::{AsyncMessage, Client, Notification};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -76,9 +77,10 @@ impl Drop for LeaseConnection {
 
 impl LeaseConnection {
     /// Connects with the lease session's settings.
-    pub async fn connect(database: &tokio_postgres::Config) -> Result<LeaseConnection, QueryError> {
-        let mut config = database.clone();
-        config
+    pub async fn connect(database: &Database) -> Result<LeaseConnection, QueryError> {
+        let mut database = database.clone();
+        database
+            .config
             .application_name("citygauge-alerts")
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10))
@@ -86,7 +88,7 @@ impl LeaseConnection {
             .keepalives_retries(3)
             .connect_timeout(Duration::from_secs(5))
             .options(format!("-c statement_timeout={STATEMENT_TIMEOUT}"));
-        let (client, mut connection) = config.connect(NoTls).await?;
+        let (client, mut connection) = database.connect().await?;
         let (tx, notifications) = mpsc::unbounded_channel();
         let pump = tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -136,11 +138,7 @@ impl LeaseConnection {
 
 /// Waits on standby until this replica holds the lease; `None` when stopped.
 /// Reconnects (with backoff) whenever the standby connection fails.
-pub async fn acquire(
-    database: &tokio_postgres::Config,
-    poll: Duration,
-    stop: &CancellationToken,
-) -> Option<LeaseConnection> {
+pub async fn acquire(database: &Database, poll: Duration, stop: &CancellationToken) -> Option<LeaseConnection> {
     let mut backoff = Duration::from_millis(200);
     let mut standby_logged = false;
     loop {
@@ -196,7 +194,12 @@ mod tests {
     /// transaction lock: a collision stalls migrations while a leader runs.
     #[test]
     fn advisory_keys_are_distinct() {
-        let keys = [super::LEASE_KEY, crate::alerting::mqtt::LOCK_KEY, citygauge_store::migrate::MIGRATION_LOCK];
+        let mut keys =
+            vec![super::LEASE_KEY, crate::alerting::mqtt::LOCK_KEY, citygauge_store::migrate::MIGRATION_LOCK];
+        // The rollup materialiser's per-kind keys.
+        keys.extend(
+            (0..citygauge_domain::Kind::ALL.len() as i64).map(|k| citygauge_store::rollups::MATERIALISE_LOCK + k),
+        );
         for (i, a) in keys.iter().enumerate() {
             for b in &keys[i + 1..] {
                 assert_ne!(a, b);

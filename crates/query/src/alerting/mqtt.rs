@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use citygauge_alerts::{Message, MsgStatus, MsgType};
 use deadpool_postgres::Pool;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -67,7 +67,7 @@ pub fn packets(message: &Message, body: Vec<u8>) -> Vec<(Vec<u8>, bool)> {
 /// Publishes alert messages to `--alerts-mqtt-url` until `stop`.
 pub async fn run(
     pool: Pool,
-    database: tokio_postgres::Config,
+    database: citygauge_store::Database,
     config: Arc<AlertingConfig>,
     metrics: Metrics,
     stop: CancellationToken,
@@ -127,11 +127,11 @@ impl Publisher {
     /// Waits until this replica holds the publisher lock; `None` at stop.
     async fn take_lock(
         &self,
-        database: &tokio_postgres::Config,
+        database: &citygauge_store::Database,
         stop: &CancellationToken,
     ) -> Option<tokio_postgres::Client> {
         loop {
-            match database.connect(tokio_postgres::NoTls).await {
+            match database.connect().await {
                 Ok((client, connection)) => {
                     tokio::spawn(async move {
                         let _ = connection.await;
@@ -161,16 +161,13 @@ impl Publisher {
     }
 
     fn session(&self) -> (AsyncClient, EventLoop) {
-        let id = format!("citygauge-alerts-{}-{:08x}", std::process::id(), rand::random::<u32>());
-        let mut options = MqttOptions::new(id, self.host.clone(), self.port);
-        options.set_keep_alive(Duration::from_secs(30)).set_clean_session(true).set_max_packet_size(1 << 20, 1 << 20);
-        AsyncClient::new(options, 16)
+        crate::mqtt_out::session("citygauge-alerts", &self.host, self.port, 16)
     }
 
     /// Publishes while `lock`'s connection lives and until `stop`,
     /// reconnecting to the broker with backoff.
     async fn publish_while(&self, lock: &tokio_postgres::Client, stop: &CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = crate::mqtt_out::BACKOFF_START;
         let (mut client, mut events) = self.session();
         let mut connected = false;
         let mut in_flight: Option<InFlight> = None;
@@ -199,7 +196,7 @@ impl Publisher {
                 event = events.poll() => match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         connected = true;
-                        backoff = Duration::from_millis(200);
+                        backoff = crate::mqtt_out::BACKOFF_START;
                         debug!("alert mqtt: connected");
                     }
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
@@ -230,7 +227,7 @@ impl Publisher {
                             _ = tokio::time::sleep(backoff) => {}
                             _ = stop.cancelled() => return,
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        backoff = (backoff * 2).min(crate::mqtt_out::BACKOFF_MAX);
                         (client, events) = self.session();
                     }
                 },

@@ -14,16 +14,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use citygauge_alerts::engine::Input;
 use citygauge_alerts::{AlertKey, Change, Decision, Engine, Evidence, RuleId, RuleSet, Severity};
 use citygauge_ingest::config::DatabaseArgs;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::NoTls;
 
 use crate::alerting::history::{self, RulesSource};
 use crate::QueryError;
@@ -214,14 +212,14 @@ pub async fn replay_ticking(
 }
 
 /// A small pool for the command line.
-pub fn pool(database_url: &str) -> Result<Pool, QueryError> {
-    let mut pg = tokio_postgres::Config::from_str(database_url)
-        .map_err(|e| QueryError::Config(format!("--database-url: {e}")))?;
+pub fn pool(database: &DatabaseArgs) -> Result<Pool, QueryError> {
+    let database = database.database().map_err(|e| QueryError::Config(e.to_string()))?;
+    let mut pg = database.config.clone();
     pg.connect_timeout(StdDuration::from_secs(10));
     if pg.get_application_name().is_none() {
         pg.application_name("citygauge-alerts-replay");
     }
-    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = database.with_config(pg).manager();
     Pool::builder(manager)
         .max_size(2)
         .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -243,7 +241,7 @@ pub async fn command(args: ReplayArgs) -> Result<String, QueryError> {
         }
         None => None,
     };
-    let pool = pool(&args.database.database_url)?;
+    let pool = pool(&args.database)?;
     let timeline = replay(&pool, args.from, args.to, rules).await?;
     Ok(match args.format {
         ReplayFormat::Json => {

@@ -16,7 +16,7 @@ use citygauge_store::changes::{self, ChangedReading, ALERTS_CHANNEL, READINGS_CH
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, Notify};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -32,7 +32,7 @@ const NOTIFICATION_QUEUE: usize = 4_096;
 
 #[derive(Debug, Clone)]
 pub struct Listener {
-    pub database: tokio_postgres::Config,
+    pub database: citygauge_store::Database,
     pub pool: Pool,
     pub cache: Arc<Cache>,
     pub hub: Arc<Hub>,
@@ -68,7 +68,7 @@ impl Listener {
 
     /// One connection's life: Ok when stopped, Err when the connection failed.
     async fn session(&self, stop: &CancellationToken, first: bool) -> Result<(), QueryError> {
-        let (client, mut connection) = self.database.connect(NoTls).await?;
+        let (client, mut connection) = self.database.connect().await?;
         let (tx, mut rx) = mpsc::channel(NOTIFICATION_QUEUE);
         let pump = tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -30,7 +30,8 @@ const LOAD_STATEMENT_TIMEOUT: &str = "300s";
 pub async fn registry(client: &impl GenericClient) -> Result<Vec<SensorMeta>, QueryError> {
     let rows = client
         .query(
-            "SELECT id, kind, subkind, name, district, status, ST_X(location), ST_Y(location), thresholds, installation
+            "SELECT id, kind, subkind, name, district, status, ST_X(location), ST_Y(location), thresholds, installation,
+                    public, sta_id
                FROM sensors ORDER BY id",
             &[],
         )
@@ -63,6 +64,8 @@ pub async fn registry(client: &impl GenericClient) -> Result<Vec<SensorMeta>, Qu
                 .map(|c| c as i64)
                 .unwrap_or(DEFAULT_INTERVAL_S),
             installation,
+            public: row.get(10),
+            sta_id: row.get(11),
         });
     }
     Ok(metas)

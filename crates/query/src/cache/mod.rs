@@ -38,6 +38,10 @@ pub struct SensorMeta {
     pub installation: Map<String, Value>,
     /// `installation.cadence_s`, or [`DEFAULT_INTERVAL_S`].
     pub expected_interval_s: i64,
+    /// `sensors.public`: open data may show it (when also active).
+    pub public: bool,
+    /// `sensors.sta_id`: its SensorThings Thing id.
+    pub sta_id: Option<i64>,
 }
 
 /// Expected reporting interval of a sensor whose registry entry names none.
@@ -84,7 +88,15 @@ impl SensorMeta {
             thresholds: Map::new(),
             installation: Map::new(),
             expected_interval_s: DEFAULT_INTERVAL_S,
+            // Unknown to the registry: never open data until it says so.
+            public: false,
+            sta_id: None,
         }
+    }
+
+    /// Open data may show it: the rule of [`crate::open_data::PUBLIC_SENSORS_PREDICATE`].
+    pub fn is_open_data(&self) -> bool {
+        self.public && self.status == SensorStatus::Active
     }
 
     pub fn threshold(&self, key: &str) -> Option<f64> {

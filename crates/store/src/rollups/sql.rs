@@ -20,7 +20,7 @@ pub(crate) fn interval(level: Level) -> &'static str {
 
 /// `date_bin`/`time_bucket` of `column` at `level`, aligned to the epoch
 /// (TimescaleDB's default origin is a UTC midnight, which aligns the same).
-fn bucket_expr(backend: Backend, level: Level, column: &str) -> String {
+pub(super) fn bucket_expr(backend: Backend, level: Level, column: &str) -> String {
     let width = interval(level);
     match backend {
         Backend::Native => format!("date_bin(INTERVAL '{width}', {column}, TIMESTAMPTZ '1970-01-01 00:00:00+00')"),
@@ -38,7 +38,7 @@ fn source(field: citygauge_domain::Field) -> String {
 }
 
 /// The aggregate over raw rows (those of quality good or suspect) for `column`.
-fn raw_aggregate(backend: Backend, column: &RollupColumn) -> String {
+pub(super) fn raw_aggregate(backend: Backend, column: &RollupColumn) -> String {
     // CASE rather than FILTER: what TimescaleDB continuous aggregates accept
     // is the narrower language, and both must compute the same.
     match column.stat {
@@ -71,22 +71,7 @@ fn rollup_aggregate(column: &RollupColumn) -> String {
     }
 }
 
-/// How a stored row `r` takes in a new partial `EXCLUDED`: the SQL of
-/// [`citygauge_domain::rollup::Partial::merge`]. Every right-hand side reads
-/// the old row, so `last_ts` may be updated beside the `_last` columns.
-fn merge_expr(column: &RollupColumn) -> String {
-    let name = &column.name;
-    match column.stat {
-        Stat::N | Stat::NSuspect | Stat::Count(_) | Stat::True(_) => format!("r.{name} + EXCLUDED.{name}"),
-        Stat::Sum(_) => format!("coalesce(r.{name} + EXCLUDED.{name}, r.{name}, EXCLUDED.{name})"),
-        // least/greatest ignore nulls.
-        Stat::FirstTs | Stat::Min(_) => format!("least(r.{name}, EXCLUDED.{name})"),
-        Stat::LastTs | Stat::Max(_) => format!("greatest(r.{name}, EXCLUDED.{name})"),
-        Stat::Last(_) => format!("CASE WHEN EXCLUDED.last_ts > r.last_ts THEN EXCLUDED.{name} ELSE r.{name} END"),
-    }
-}
-
-fn column_list(columns: &[RollupColumn]) -> String {
+pub(super) fn column_list(columns: &[RollupColumn]) -> String {
     columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
@@ -197,26 +182,6 @@ fn timescale(sql: &mut String) {
     }
 }
 
-/// The writer's statement for one (kind, level): the batch's partials as
-/// arrays, merged into stored rows in key order, so concurrent writers lock
-/// rows in one order and cannot deadlock on them.
-pub(crate) fn upsert(kind: Kind, level: Level) -> String {
-    let columns = rollup::columns(kind);
-    let name = rollup::relation(kind, level);
-    let params: Vec<String> =
-        columns.iter().enumerate().map(|(i, c)| format!("${}::{}[]", i + 3, c.column_type.sql())).collect();
-    let updates: Vec<String> = columns.iter().map(|c| format!("{} = {}", c.name, merge_expr(c))).collect();
-    format!(
-        "INSERT INTO {name} AS r (sensor_id, bucket, {list})\n\
-         SELECT * FROM unnest($1::text[], $2::timestamptz[], {params}) AS u(sensor_id, bucket, {list})\n\
-          ORDER BY sensor_id, bucket\n\
-         ON CONFLICT (sensor_id, bucket) DO UPDATE SET {updates}",
-        list = column_list(&columns),
-        params = params.join(", "),
-        updates = updates.join(", "),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,19 +199,5 @@ mod tests {
             assert!(sql.contains("level_m_last"), "{sql}");
         }
         assert!(migration(Backend::TimescaleDb).contains("FROM water_level_1h\n"));
-    }
-
-    #[test]
-    fn the_upsert_merges_like_the_domain() {
-        let sql = upsert(Kind::WaterLevel, Level::Hour);
-        assert!(sql.starts_with(
-            "INSERT INTO water_level_1h AS r (sensor_id, bucket, n, n_suspect, first_ts, last_ts, level_m_sum"
-        ));
-        assert!(sql.contains("$3::bigint[]"));
-        assert!(sql.contains("ORDER BY sensor_id, bucket"));
-        assert!(sql.contains(
-            "level_m_last = CASE WHEN EXCLUDED.last_ts > r.last_ts THEN EXCLUDED.level_m_last ELSE r.level_m_last END"
-        ));
-        assert!(sql.contains("level_m_min = least(r.level_m_min, EXCLUDED.level_m_min)"));
     }
 }
