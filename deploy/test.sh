@@ -21,4 +21,8 @@ export CITYGAUGE_REQUIRE_BROWSER=1
 # schema with xmllint; the test installs libxml2-utils when missing and, with
 # this set, fails rather than skips if it cannot.
 export CITYGAUGE_REQUIRE_XMLLINT=1
+# FROST's Python SensorThings client (frost-sta-client from PyPI, in a venv
+# cached under target/python-venvs) walks the STA API; the test installs
+# python3-venv when missing and, with this set, fails rather than skips.
+export CITYGAUGE_REQUIRE_PYTHON_CLIENT=1
 cargo test --workspace --locked "$@"

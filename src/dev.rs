@@ -157,6 +157,10 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     if query.alerting.alerts_mqtt_url.is_none() {
         query.alerting.alerts_mqtt_url = Some(broker.url());
     }
+    // New SensorThings Observations too (`mosquitto_sub -t 'v1.1/#'`).
+    if query.sta_mqtt.sta_mqtt_url.is_none() {
+        query.sta_mqtt.sta_mqtt_url = Some(broker.url());
+    }
     let default_rules = std::path::Path::new("deploy/alert-rules.toml");
     if query.alerting.alert_rules_file.is_none() && default_rules.exists() {
         query.alerting.alert_rules_file = Some(default_rules.to_path_buf());

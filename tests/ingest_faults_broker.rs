@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use citygauge_testkit::{database, eventually, http_get, metric, wait_ready, BinaryDaemon, Broker, Publisher};
+use common::process::ingest_exits;
 use common::{base_time, wait_count};
 
 /// A Mosquitto that wants a user name and password (the harness's broker
@@ -93,33 +94,6 @@ impl Drop for AuthBroker {
     }
 }
 
-/// Runs `citygauge ingest` with `args` until it exits (or fails after `timeout`).
-fn ingest_exits(args: &[&str], timeout: Duration) -> anyhow::Result<(std::process::ExitStatus, String)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_citygauge"))
-        .arg("ingest")
-        .args(["--http-listen", "127.0.0.1:0"])
-        .args(args)
-        .env("CITYGAUGE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().expect("piped"), &mut stderr)?;
-            return Ok((status, stderr));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!("the daemon was still running after {timeout:?}: it retries refused credentials for ever");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_credentials_stop_the_daemon_at_start_naming_the_option() -> anyhow::Result<()> {
     let db = database().await?;
@@ -129,7 +103,9 @@ async fn refused_credentials_stop_the_daemon_at_start_naming_the_option() -> any
         for credentials in [&["--mqtt-username", "ingest", "--mqtt-password", "wrong"][..], &[][..]] {
             let mut args = vec!["--mqtt-url", &url, "--database-url", &db.url, "--mqtt-protocol", protocol];
             args.extend_from_slice(credentials);
-            let (status, stderr) = tokio::task::block_in_place(|| ingest_exits(&args, Duration::from_secs(30)))?;
+            let (status, stderr) = tokio::task::block_in_place(|| {
+                ingest_exits(&args, Duration::from_secs(30), "it retries refused credentials for ever")
+            })?;
             assert!(!status.success(), "{protocol} {credentials:?}: exit status {status}");
             assert!(
                 stderr.contains("--mqtt-username") && stderr.contains("--mqtt-password"),

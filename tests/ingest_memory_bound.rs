@@ -20,6 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use citygauge_testkit::{eventually, metric, wait_ready, Broker, Cluster, Publisher};
 use common::base_time;
+use common::process::{postgres_processes, scopeguard};
 use serde_json::json;
 
 const MIB: u64 = 1024 * 1024;
@@ -213,32 +214,4 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// `postmaster` and its children, from /proc.
-fn postgres_processes(postmaster: u32) -> anyhow::Result<Vec<u32>> {
-    let mut pids = vec![postmaster];
-    for entry in std::fs::read_dir("/proc")? {
-        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-        if ppid == Some(postmaster) {
-            pids.push(pid);
-        }
-    }
-    Ok(pids)
-}
-
-/// Runs `f` when dropped (so a failing test never leaves PostgreSQL stopped).
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }

@@ -7,44 +7,24 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use citygauge_testkit::{eventually, http_get, metric, Broker, Cluster, InProcessDaemon, Publisher};
+use common::process::{postgres_processes, scopeguard};
 use common::{base_time, config, setup, wait_count};
+
+/// `citygauge ingest` with `args` (and an unreachable broker), as the
+/// operator runs it: its exit status and stderr.
+fn ingest_exits(args: &[&str]) -> anyhow::Result<(std::process::ExitStatus, String)> {
+    let args = [&["--mqtt-url", "mqtt://127.0.0.1:1"], args].concat();
+    common::process::ingest_exits(&args, Duration::from_secs(30), "it waits instead of stopping")
+}
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 fn level(ts: chrono::DateTime<chrono::Utc>, level_m: f64) -> String {
     json!({"ts": ts.to_rfc3339(), "level_m": level_m}).to_string()
-}
-
-/// `citygauge ingest` with `args`, as the operator runs it; its exit status
-/// and stderr, or a failure if it keeps running past `timeout`.
-fn ingest_exits(args: &[&str], timeout: Duration) -> anyhow::Result<(std::process::ExitStatus, String)> {
-    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_citygauge"))
-        .arg("ingest")
-        .args(["--mqtt-url", "mqtt://127.0.0.1:1", "--http-listen", "127.0.0.1:0"])
-        .args(args)
-        .env("CITYGAUGE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().expect("piped"), &mut stderr)?;
-            return Ok((status, stderr));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!("the daemon was still running after {timeout:?}: it waits instead of stopping");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,8 +46,7 @@ async fn a_database_that_refuses_the_daemon_stops_it_at_start_naming_the_option(
         (format!("host=127.0.0.1 port={port} user=postgres dbname=no_such_db"), "does not exist"),
     ];
     for (url, cause) in cases {
-        let (status, stderr) =
-            tokio::task::block_in_place(|| ingest_exits(&["--database-url", &url], Duration::from_secs(30)))?;
+        let (status, stderr) = tokio::task::block_in_place(|| ingest_exits(&["--database-url", &url]))?;
         assert!(!status.success(), "{stderr}");
         assert!(stderr.contains("--database-url") && stderr.contains(cause), "{stderr}");
         assert!(!stderr.contains("wrong"), "the password is never shown: {stderr}");
@@ -75,8 +54,7 @@ async fn a_database_that_refuses_the_daemon_stops_it_at_start_naming_the_option(
 
     // A schema newer than this build: stopped, saying so.
     client.batch_execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (999, 'future', 'x')").await?;
-    let (status, stderr) =
-        tokio::task::block_in_place(|| ingest_exits(&["--database-url", &cluster.url()], Duration::from_secs(30)))?;
+    let (status, stderr) = tokio::task::block_in_place(|| ingest_exits(&["--database-url", &cluster.url()]))?;
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("--database-url") && stderr.contains("newer than this citygauge"), "{stderr}");
     Ok(())
@@ -291,32 +269,4 @@ async fn shutdown_is_bounded_when_the_database_stalls() -> anyhow::Result<()> {
     })
     .await?;
     daemon.stop().await
-}
-
-/// `postmaster` and its children, from /proc.
-fn postgres_processes(postmaster: u32) -> anyhow::Result<Vec<u32>> {
-    let mut pids = vec![postmaster];
-    for entry in std::fs::read_dir("/proc")? {
-        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-        if ppid == Some(postmaster) {
-            pids.push(pid);
-        }
-    }
-    Ok(pids)
-}
-
-/// Runs `f` when dropped (so a failing test never leaves PostgreSQL stopped).
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }

@@ -69,7 +69,8 @@ async fn root_entities_links_and_paths() -> anyhow::Result<()> {
             ".**.phenomenonTime" => "[ts]", ".**.resultTime" => "[ts]", ".Datastreams[].Observations[][\"@iot.id\"]" => "[id]",
             ".Datastreams[].Observations[][\"@iot.selfLink\"]" => "[link]",
             ".Datastreams[].Observations[][\"Datastream@iot.navigationLink\"]" => "[link]",
-            ".Datastreams[].Observations[][\"FeatureOfInterest@iot.navigationLink\"]" => "[link]"
+            ".Datastreams[].Observations[][\"FeatureOfInterest@iot.navigationLink\"]" => "[link]",
+            ".Datastreams[][\"Observations@iot.nextLink\"]" => "[link]"
         });
         insta::assert_json_snapshot!("sta_observation_page", observation, {
             ".value[].phenomenonTime" => "[ts]", ".value[].resultTime" => "[ts]", ".value[][\"@iot.id\"]" => "[id]",
@@ -184,8 +185,14 @@ async fn civil_iot_queries_and_the_cache() -> anyhow::Result<()> {
             enc(&format!("Observations($orderby=phenomenonTime desc;$top=1{filter})"))
         )
     };
-    let cached = walk(r, &via("")).await;
-    let from_sql = walk(r, &via(";$filter=result ne null")).await;
+    // The nested nextLinks differ by the filter they carry (and the cache
+    // cannot tell whether older readings exist); paging is tested apart.
+    let without_next = |mut all: Vec<Value>| {
+        all.iter_mut().for_each(|d| drop(d.as_object_mut().unwrap().remove("Observations@iot.nextLink")));
+        all
+    };
+    let cached = without_next(walk(r, &via("")).await);
+    let from_sql = without_next(walk(r, &via(";$filter=result ne null")).await);
     assert!(cached.iter().filter(|d| d["Observations"].as_array().is_some_and(|o| !o.is_empty())).count() >= 3);
     assert_eq!(cached, from_sql);
 
@@ -280,4 +287,69 @@ async fn filters_orders_and_data_array() -> anyhow::Result<()> {
     assert_eq!(ops["value"].as_array().unwrap().len(), 2);
     w.service.stop().await;
     Ok(())
+}
+
+/// Every Observation of a Datastream: one page, or the test is wrong.
+async fn direct(r: &axum::Router, ds: &Value, query: &str) -> Vec<Value> {
+    let page = ok(r, &format!("/sta/v1.1/Datastreams({ds})/Observations?{query}&$top=1000")).await;
+    assert!(page["@iot.nextLink"].is_null());
+    page["value"].as_array().unwrap().clone()
+}
+
+/// An expanded collection plus everything its `Observations@iot.nextLink` leads to.
+async fn expanded_then_walked(r: &axum::Router, ds: &Value) -> (Vec<Value>, bool) {
+    let mut all = ds["Observations"].as_array().unwrap().clone();
+    let link = ds["Observations@iot.nextLink"].as_str();
+    if let Some(link) = link {
+        assert!(link.starts_with(&format!("{ROOT}/Datastreams({})/Observations?", ds["@iot.id"])), "{link}");
+        all.extend(walk(r, link).await);
+    }
+    (all, link.is_some())
+}
+
+#[tokio::test]
+async fn expanded_collections_continue_with_next_links() -> anyhow::Result<()> {
+    let w = world().await?;
+    let r = &w.router;
+
+    // Many parents in one request, nested options the links must carry.
+    let options = ["$filter=result gt 2.0", "$orderby=phenomenonTime desc", "$select=id,result"];
+    let nested = format!("{};$top=3", options.join(";"));
+    let q = format!(
+        "/sta/v1.1/Datastreams?$filter={}&$expand={}",
+        enc("Thing/properties/sensor_id eq 'kh-rg-0001' or Thing/properties/sensor_id eq 'kh-wl-0001'"),
+        enc(&format!("Observations({nested})"))
+    );
+    let (mut linked, mut short) = (0, 0);
+    for ds in walk(r, &q).await {
+        let expected = direct(r, &ds["@iot.id"], &enc_query(&options.join("&"))).await;
+        let (got, has_link) = expanded_then_walked(r, &ds).await;
+        assert_eq!(got, expected, "every child exactly once, in order: {}", ds["@iot.id"]);
+        assert_eq!(has_link, expected.len() > 3, "a link exactly when children are cut: {}", ds["@iot.id"]);
+        if has_link {
+            linked += 1
+        } else if !expected.is_empty() {
+            short += 1
+        }
+    }
+    assert!(linked >= 1 && short >= 1, "linked {linked}, short {short}");
+
+    // The latest Observation from the cache links to the older ones too.
+    let aq = thing(&w.url, "kh-aq-0001").await?;
+    let latest = enc("Observations($top=1;$orderby=phenomenonTime desc)");
+    let pm25 = ok(r, &format!("/sta/v1.1/Datastreams({})?$expand={latest}", aq * 16)).await;
+    let (got, has_link) = expanded_then_walked(r, &pm25).await;
+    assert!(has_link);
+    assert_eq!(got.len(), 36);
+    assert_eq!(got, direct(r, &pm25["@iot.id"], &enc_query("$orderby=phenomenonTime desc")).await);
+    w.service.stop().await;
+    Ok(())
+}
+
+/// `enc` of each value of `k=v&k=v`.
+fn enc_query(q: &str) -> String {
+    q.split('&')
+        .map(|kv| kv.split_once('=').map_or(kv.to_string(), |(k, v)| format!("{k}={}", enc(v))))
+        .collect::<Vec<_>>()
+        .join("&")
 }

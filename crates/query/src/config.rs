@@ -80,6 +80,8 @@ pub struct QueryConfig {
     pub alerting: crate::alerting::AlertingConfig,
     #[command(flatten)]
     pub open_data: crate::open_data::OpenDataConfig,
+    #[command(flatten)]
+    pub sta_mqtt: crate::sta_mqtt::StaMqttConfig,
 }
 
 fn parse_retention(s: &str) -> Result<(Kind, u32), String> {
@@ -103,6 +105,7 @@ impl QueryConfig {
     pub fn validate(&self) -> Result<(), QueryError> {
         self.timezone()?;
         self.open_data.validate()?;
+        self.sta_mqtt.broker()?;
         if !(self.stale_factor.is_finite() && self.stale_factor >= 1.0) {
             return Err(QueryError::Config(format!(
                 "--stale-factor {} must be a number of at least 1",

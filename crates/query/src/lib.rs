@@ -22,6 +22,7 @@ pub mod fair_use;
 pub mod health_api;
 pub mod map_api;
 pub mod metrics;
+mod mqtt_out;
 pub mod open_data;
 pub mod openapi;
 pub mod overview_api;
@@ -31,6 +32,7 @@ pub mod series;
 pub mod series_api;
 pub mod server;
 pub mod sta_api;
+pub mod sta_mqtt;
 pub mod stream_api;
 pub mod web;
 

@@ -16,7 +16,9 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Host and port of a publisher's `mqtt://host:port`, naming the option
 /// when it is not one.
 pub fn broker_address(option: &str, url: &str) -> Result<(String, u16), QueryError> {
-    citygauge_ingest::config::parse_mqtt_url(url).map_err(|e| QueryError::Config(format!("--{option}: {e}")))
+    citygauge_ingest::config::parse_mqtt_url(url).map_err(|_| {
+        QueryError::Config(format!("--{option} `{url}`: expected mqtt://host:port (TLS is not supported here)"))
+    })
 }
 
 /// A fresh clean session to `host:port`; `name` starts the client id (made

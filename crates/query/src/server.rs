@@ -191,6 +191,7 @@ impl Service {
                 &background,
             );
         }
+        let sta_mqtt = start_sta_mqtt(&config, &state, &background)?;
         let registry_changed = Arc::new(Notify::new());
         let listener = Listener {
             database: listen_config,
@@ -200,6 +201,7 @@ impl Service {
             metrics,
             health: health.clone(),
             registry_changed: registry_changed.clone(),
+            sta_mqtt,
         };
         supervise(&state, "change_stream", listener.run(background.clone()), &background);
         supervise(
@@ -246,6 +248,31 @@ impl Service {
         self.state.tasks.close();
         self.state.tasks.wait().await;
     }
+}
+
+/// Starts the SensorThings MQTT publisher when `--sta-mqtt-url` is set;
+/// its queue is what the change stream feeds. Links start like the HTTP
+/// API's: `--opendata-public-url`, else the service's public URL.
+fn start_sta_mqtt(
+    config: &QueryConfig,
+    state: &AppState,
+    stop: &CancellationToken,
+) -> Result<Option<Arc<crate::sta_mqtt::Outbox>>, QueryError> {
+    let Some(broker) = config.sta_mqtt.broker()? else { return Ok(None) };
+    let metrics = crate::sta_mqtt::StaMqttMetrics::new(&state.metrics)?;
+    let outbox = Arc::new(crate::sta_mqtt::Outbox::new(
+        config.sta_mqtt.sta_mqtt_queue_readings as usize,
+        metrics.dropped.clone(),
+    ));
+    let root = config
+        .open_data
+        .opendata_public_url
+        .clone()
+        .or_else(|| config.alerting.alerts_public_url.clone())
+        .unwrap_or_else(|| format!("http://{}", config.query_http_listen));
+    let task = crate::sta_mqtt::run(outbox.clone(), state.cache.clone(), broker, root, metrics, stop.clone());
+    supervise(state, "sta_mqtt", task, stop);
+    Ok(Some(outbox))
 }
 
 /// Runs a background task; every one runs until `stop`, so one that ends

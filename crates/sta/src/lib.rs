@@ -30,6 +30,13 @@
 //!
 //! See [`sql`]: literals and JSON keys are always bound parameters, and
 //! limits ([`limits`]) bound the size and depth of what a client can send.
+//!
+//! # Fuzzing
+//!
+//! `crates/sta/fuzz` is a cargo-fuzz target (excluded from the workspace, it
+//! needs nightly): `cd crates/sta && cargo +nightly fuzz run filter` feeds
+//! arbitrary bytes through decoding, parsing, type checking and SQL
+//! generation. CI runs the stable half, `tests/hostile.rs` (proptest).
 
 pub mod ast;
 mod error;

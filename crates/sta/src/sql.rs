@@ -280,7 +280,12 @@ impl Translator<'_> {
             BinaryOp::Mul => format!("({a} * {b})"),
             BinaryOp::Div => format!("({a} / NULLIF({b}, 0))"),
             BinaryOp::Mod if ty == Type::Int => format!("({a} % NULLIF({b}, 0))"),
-            _ => format!("({a} - {b} * trunc({a} / NULLIF({b}, 0)))"),
+            // Each operand once (a subquery names them): repeating them
+            // would double the SQL per nesting level; OFFSET 0 keeps the
+            // planner from inlining them back (and doubling its work).
+            _ => format!(
+                "(SELECT m.a - m.b * trunc(m.a / NULLIF(m.b, 0)) FROM (SELECT {a} AS a, {b} AS b OFFSET 0) AS m)"
+            ),
         };
         Ok(Typed { sql, ty })
     }

@@ -87,7 +87,13 @@ pub(crate) fn call(t: &mut Translator<'_>, f: Func, args: &[Expr], vals: Vec<Typ
         Round if ty == Type::Int => a(0),
         Floor if ty == Type::Int => a(0),
         Ceiling if ty == Type::Int => a(0),
-        Round => format!("round({}::float8)", a(0)),
+        // OData rounds halves away from zero; round(float8) rounds them to
+        // even. The operand once, in a subquery the planner keeps (OFFSET 0).
+        Round => format!(
+            "(SELECT CASE WHEN abs(r.v - trunc(r.v)) >= 0.5 THEN trunc(r.v) + sign(r.v) ELSE trunc(r.v) END \
+             FROM (SELECT {}::float8 AS v OFFSET 0) AS r)",
+            a(0)
+        ),
         Floor => format!("floor({}::float8)", a(0)),
         Ceiling => format!("ceil({}::float8)", a(0)),
         // On geography, so distances and lengths are in metres.

@@ -47,7 +47,7 @@ fn operators() {
     assert_eq!(obs("interval_s mod 60 eq 0"), "(((o.interval_s) % NULLIF($1::int8, 0)) = $2::int8)");
     assert_eq!(
         obs("result mod 2 eq 0"),
-        "(((o.level_m) - $1::int8 * trunc((o.level_m) / NULLIF($1::int8, 0))) = $2::int8)"
+        "((SELECT m.a - m.b * trunc(m.a / NULLIF(m.b, 0)) FROM (SELECT (o.level_m) AS a, $1::int8 AS b OFFSET 0) AS m) = $2::int8)"
     );
     assert_eq!(obs("-result lt 1"), "((-(o.level_m)) < $1::int8)");
     assert_eq!(obs("resultQuality eq null"), "((o.quality) IS NULL)");
@@ -77,7 +77,11 @@ fn functions() {
         ("date(phenomenonTime) eq 2026-11-22", "(((o.ts) AT TIME ZONE 'UTC')::date = $1::date)"),
         ("time(phenomenonTime) lt 08:00:00", "(((o.ts) AT TIME ZONE 'UTC')::time < $1::time)"),
         ("phenomenonTime gt mindatetime()", "((o.ts) > '-infinity'::timestamptz)"),
-        ("round(result) eq 2", "(round((o.level_m)::float8) = $1::int8)"),
+        (
+            "round(result) eq 2",
+            "((SELECT CASE WHEN abs(r.v - trunc(r.v)) >= 0.5 THEN trunc(r.v) + sign(r.v) ELSE trunc(r.v) END \
+             FROM (SELECT (o.level_m)::float8 AS v OFFSET 0) AS r) = $1::int8)",
+        ),
         ("ceiling(result) eq floor(result)", "(ceil((o.level_m)::float8) = floor((o.level_m)::float8))"),
         ("round(interval_s) eq 60", "((o.interval_s) = $1::int8)"),
         ("geo.distance(FeatureOfInterest/feature, geography'POINT(120.3 22.6)') lt 500", "(ST_Distance(((foi.geom))::geography, (ST_GeomFromText($1::text, 4326))::geography) < $2::int8)"),

@@ -51,4 +51,4 @@ pub use mosquitto::{Mosquitto, MosquittoOptions};
 pub use postgres::{Postgres, PostgresOptions};
 pub use services::{listening, Action, ServicesReport, SystemServices, DEFAULT_PORTS};
 pub use toolchain::{Toolchain, MIN_PG_MAJOR};
-pub use web::{ensure_chromium, ensure_web_built, ensure_xmllint, find_chromium};
+pub use web::{ensure_chromium, ensure_python3_venv, ensure_web_built, ensure_xmllint, find_chromium};

@@ -85,6 +85,23 @@ pub fn ensure_xmllint() -> Result<PathBuf> {
     on_path("xmllint").ok_or_else(|| StackError::ProgramMissing { program: "xmllint", package: "libxml2-utils".into() })
 }
 
+/// A `python3` that can make virtual environments, installing Debian's
+/// python3-venv when missing (Debian's python3 has no `ensurepip` without
+/// it): a test drives the SensorThings API with FROST's client from PyPI.
+pub fn ensure_python3_venv() -> Result<PathBuf> {
+    let usable = || {
+        on_path("python3").filter(|python| {
+            Command::new(python).args(["-c", "import venv, ensurepip"]).output().is_ok_and(|out| out.status.success())
+        })
+    };
+    if let Some(found) = usable() {
+        return Ok(found);
+    }
+    tracing::info!("installing python3-venv from Debian's packages");
+    install_packages(&["python3-venv"])?;
+    usable().ok_or_else(|| StackError::ProgramMissing { program: "python3", package: "python3-venv".into() })
+}
+
 /// Debian's Chromium launcher, if installed.
 pub fn find_chromium() -> Option<PathBuf> {
     Some(PathBuf::from(CHROMIUM)).filter(|p| is_executable(p)).or_else(|| on_path("chromium"))

@@ -209,10 +209,17 @@ pub async fn touch(client: &Client, seen: &[(String, DateTime<Utc>)]) -> Result<
     let ts: Vec<DateTime<Utc>> = seen.iter().map(|(_, ts)| *ts).collect();
     Ok(client
         .execute(
-            "UPDATE sensors s SET last_seen = greatest(s.last_seen, v.ts), first_seen = coalesce(s.first_seen, v.ts)
-               FROM unnest($1::text[], $2::timestamptz[]) AS v(id, ts)
-              WHERE s.id = v.id
-                AND (s.last_seen IS NULL OR s.last_seen < v.ts - $3::text::interval OR s.first_seen IS NULL)",
+            // Rows are locked in id order, as every other writer of many
+            // sensor rows does, so two of them never deadlock (a daemon's
+            // last flush at shutdown met its own periodic one).
+            "WITH due AS (
+                 SELECT s.id, v.ts FROM sensors s JOIN unnest($1::text[], $2::timestamptz[]) AS v(id, ts) ON s.id = v.id
+                  WHERE s.last_seen IS NULL OR s.last_seen < v.ts - $3::text::interval OR s.first_seen IS NULL
+                  ORDER BY s.id
+                    FOR NO KEY UPDATE OF s)
+             UPDATE sensors s SET last_seen = greatest(s.last_seen, due.ts), first_seen = coalesce(s.first_seen, due.ts)
+               FROM due
+              WHERE s.id = due.id",
             &[&ids, &ts, &LAST_SEEN_PRECISION],
         )
         .await?)

@@ -342,6 +342,7 @@ async fn register_pending(tx: &Transaction<'_>, sensors: &[NewSensor]) -> Result
             "INSERT INTO sensors (id, kind, status, dev_eui, device_profile, first_seen)
              SELECT id, kind, 'pending', eui, profile, now()
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(id, kind, eui, profile)
+              ORDER BY id
              ON CONFLICT DO NOTHING
              RETURNING id",
             &[&ids, &kinds, &euis, &profiles],

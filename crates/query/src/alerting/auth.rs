@@ -96,7 +96,9 @@ fn new_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
-fn holder(name: &str) -> Result<&str, QueryError> {
+/// A token's or key's holder name, as the CLI takes it: trimmed, 1 to 100
+/// printable characters (shared with the open-data API keys).
+pub(crate) fn holder(name: &str) -> Result<&str, QueryError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(QueryError::invalid("name", "must be 1 to 100 printable characters"));

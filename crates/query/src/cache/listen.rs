@@ -40,6 +40,8 @@ pub struct Listener {
     pub health: Arc<Health>,
     /// Woken when the registry changed.
     pub registry_changed: Arc<Notify>,
+    /// The SensorThings MQTT publisher's queue, when it runs.
+    pub sta_mqtt: Option<Arc<crate::sta_mqtt::Outbox>>,
 }
 
 impl Listener {
@@ -170,6 +172,9 @@ impl Listener {
             out
         });
         self.hub.readings(views.iter().map(|(kind, v)| StreamReading::new(*kind, v)).collect());
+        if let Some(outbox) = &self.sta_mqtt {
+            outbox.push(readings);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Open-data API keys: stored as SHA-256 hashes in `open_data_keys`, looked
 //! up once per `--opendata-key-cache-s` per key, and `citygauge opendata key`.
 
+use crate::alerting::auth::holder;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -93,14 +94,6 @@ impl KeyCache {
         }
         Ok(found)
     }
-}
-
-fn holder(name: &str) -> Result<&str, QueryError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(QueryError::invalid("name", "must be 1 to 100 printable characters"));
-    }
-    Ok(name)
 }
 
 /// Stores a new key for `name` and returns it: the only time it exists

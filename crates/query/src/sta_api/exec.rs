@@ -198,6 +198,7 @@ pub fn build(
     if let Some(f) = &opts.filter {
         conds.push(b.filter(f, &schema).map_err(sta_error)?);
     }
+    let filter_params = b.params().len();
     let mut keys: Vec<SortKey> = Vec::new();
     for k in &opts.orderby {
         keys.push(sort_key(&mut b, &schema, k)?);
@@ -208,8 +209,10 @@ pub fn build(
         _ => &[("(e.id)", Type::Int)],
     };
     keys.extend(tie.iter().map(|(sql, ty)| SortKey { sql: sql.to_string(), ty: *ty, desc: false }));
+    // The count query has the filter's parameters, not $orderby's (a JSON
+    // key in $orderby is a parameter too).
+    let count_params = params.len() + filter_params;
     params.extend(b.into_params().into_iter().map(Param::Sta));
-    let count_params = params.len();
     let count_conds = conds.clone();
     if let Some(values) = after {
         if values.len() != keys.len() {

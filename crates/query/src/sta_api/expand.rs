@@ -78,6 +78,11 @@ fn from_cache(cache: &Cache, row: &Row) -> Option<Row> {
     let mut child =
         render::observation_row(row.id, latest.ts, value, latest.quality.as_str(), &latest.quality_reasons, interval);
     child.parent = Some(row.id);
+    // The sort keys SQL would give (the ordering time, then the time as the
+    // tie-break), so a `nextLink` after a cached Observation continues
+    // exactly where SQL would; PostgreSQL parses RFC 3339 back.
+    let time = Some(latest.ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    child.keys = vec![time.clone(), time];
     Some(child)
 }
 
@@ -150,10 +155,15 @@ async fn to_many(
     let col = sources::to_many_key(et, nav).ok_or_else(|| QueryError::Internal(format!("no key for {nav}")))?;
     let top = opts.top.unwrap_or(DEFAULT_TOP) as usize;
     let mut groups: BTreeMap<i64, Vec<Row>> = BTreeMap::new();
+    // Parents with children past `top`, and the token after the last shown.
+    let mut more: HashMap<i64, String> = HashMap::new();
     if et == EntityType::Datastream && target == EntityType::Observation && latest_only(opts) {
         if let Some(cache) = &ctx.cache {
             for row in rows.iter() {
                 if let Some(child) = from_cache(cache, row) {
+                    // The cache holds the newest only, not whether there are
+                    // older ones: link to them (the page may be empty).
+                    more.insert(row.id, exec::token_after(&child));
                     groups.insert(row.id, vec![child]);
                 }
             }
@@ -164,10 +174,14 @@ async fn to_many(
     parents.dedup();
     let mut built = exec::build(target, &Scope::default(), opts, None, Some(col), DEFAULT_TOP)?;
     if !parents.is_empty() {
+        // The statement reads `top + 1` per parent: one more tells there is a next page.
         for child in exec::fetch(ctx.client, &mut built, &parents).await? {
-            let group = groups.entry(child.parent.unwrap_or_default()).or_default();
+            let parent = child.parent.unwrap_or_default();
+            let group = groups.entry(parent).or_default();
             if group.len() < top {
                 group.push(child);
+            } else if let Some(last) = group.last() {
+                more.entry(parent).or_insert_with(|| exec::token_after(last));
             }
         }
     }
@@ -198,6 +212,52 @@ async fn to_many(
         if opts.count == Some(true) {
             row.expanded.insert(format!("{nav}@iot.count"), Value::from(counts.get(&row.id).copied().unwrap_or(0)));
         }
+        if let Some(token) = more.get(&row.id) {
+            let parent = render::self_path(et, &render::id_value(et, row));
+            let link = format!("{}/{parent}/{nav}?{}$skiptoken={token}", ctx.base, nested_query(opts));
+            row.expanded.insert(format!("{nav}@iot.nextLink"), Value::String(link));
+        }
     }
     Ok(())
+}
+
+/// The nested options of an expansion as the query string of its own
+/// collection (`$skip` left out: the token replaces it), each value
+/// percent-encoded, ending in `&` when not empty.
+fn nested_query(opts: &QueryOptions) -> String {
+    let join = |items: Vec<String>, sep: &str| items.join(sep);
+    let mut parts: Vec<(&str, String)> = Vec::new();
+    if let Some(f) = &opts.filter {
+        parts.push(("$filter", f.to_string()));
+    }
+    if !opts.expand.is_empty() {
+        parts.push(("$expand", join(opts.expand.iter().map(ToString::to_string).collect(), ",")));
+    }
+    if let Some(s) = &opts.select {
+        parts.push(("$select", join(s.iter().map(ToString::to_string).collect(), ",")));
+    }
+    if !opts.orderby.is_empty() {
+        parts.push(("$orderby", join(opts.orderby.iter().map(ToString::to_string).collect(), ",")));
+    }
+    if let Some(t) = opts.top {
+        parts.push(("$top", t.to_string()));
+    }
+    if let Some(c) = opts.count {
+        parts.push(("$count", c.to_string()));
+    }
+    parts.iter().map(|(k, v)| format!("{k}={}&", encode(v))).collect()
+}
+
+/// Percent-encodes a query value: `&`, `+`, `#`, `%` and spaces must not
+/// reach the server raw; the OData punctuation stays readable.
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~$/(),;':@*".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

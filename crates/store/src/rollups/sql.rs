@@ -58,16 +58,19 @@ pub(super) fn raw_aggregate(backend: Backend, column: &RollupColumn) -> String {
     }
 }
 
-/// The aggregate over finer rollup rows, for TimescaleDB's hierarchical
-/// continuous aggregates.
-fn rollup_aggregate(column: &RollupColumn) -> String {
+/// The aggregate over finer rollup rows: TimescaleDB's hierarchical
+/// continuous aggregates, and the native views and materialisation.
+pub(super) fn rollup_aggregate(backend: Backend, column: &RollupColumn) -> String {
     let name = &column.name;
     match column.stat {
         Stat::N | Stat::NSuspect | Stat::Count(_) | Stat::True(_) => format!("sum({name})::bigint"),
         Stat::FirstTs | Stat::Min(_) => format!("min({name})"),
         Stat::LastTs | Stat::Max(_) => format!("max({name})"),
         Stat::Sum(_) => format!("sum({name})"),
-        Stat::Last(_) => format!("last({name}, last_ts)"),
+        Stat::Last(_) => match backend {
+            Backend::Native => format!("(array_agg({name} ORDER BY last_ts DESC))[1]"),
+            Backend::TimescaleDb => format!("last({name}, last_ts)"),
+        },
     }
 }
 
@@ -159,7 +162,10 @@ fn timescale(sql: &mut String) {
                 Level::Hour | Level::Day => {
                     let finer = if level == Level::Hour { Level::Minute } else { Level::Hour };
                     (
-                        columns.iter().map(|c| format!("{} AS {}", rollup_aggregate(c), c.name)).collect(),
+                        columns
+                            .iter()
+                            .map(|c| format!("{} AS {}", rollup_aggregate(Backend::TimescaleDb, c), c.name))
+                            .collect(),
                         rollup::relation(kind, finer),
                     )
                 }

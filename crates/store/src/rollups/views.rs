@@ -20,10 +20,10 @@
 
 use std::fmt::Write as _;
 
-use citygauge_domain::rollup::{self, Level, RollupColumn, Stat};
+use citygauge_domain::rollup::{self, Level};
 use citygauge_domain::Kind;
 
-use super::sql::{bucket_expr, column_list, interval, raw_aggregate};
+use super::sql::{bucket_expr, column_list, interval, raw_aggregate, rollup_aggregate};
 use crate::Backend;
 
 /// The table of a relation's materialised (closed) buckets.
@@ -45,18 +45,6 @@ fn finer(level: Level) -> Option<Level> {
     }
 }
 
-/// The aggregate over finer rollup rows (native SQL: no `last()`).
-fn rollup_aggregate(column: &RollupColumn) -> String {
-    let name = &column.name;
-    match column.stat {
-        Stat::N | Stat::NSuspect | Stat::Count(_) | Stat::True(_) => format!("sum({name})::bigint"),
-        Stat::FirstTs | Stat::Min(_) => format!("min({name})"),
-        Stat::LastTs | Stat::Max(_) => format!("max({name})"),
-        Stat::Sum(_) => format!("sum({name})"),
-        Stat::Last(_) => format!("(array_agg({name} ORDER BY last_ts DESC))[1]"),
-    }
-}
-
 /// `SELECT sensor_id, bucket, <aggregates> FROM <source> WHERE <time> >= $from
 /// [AND <time> < $to] GROUP BY 1, 2` for `level` of `kind`, where `source`
 /// is the raw table (minute) or the finer relation named by `finer_relation`.
@@ -69,7 +57,12 @@ fn aggregate_select(kind: Kind, level: Level, finer_relation: impl Fn(Kind, Leve
             columns.iter().map(|c| raw_aggregate(Backend::Native, c)).collect(),
             "quality <> 'bad' AND ",
         ),
-        Some(finer) => (finer_relation(kind, finer), "bucket", columns.iter().map(rollup_aggregate).collect(), ""),
+        Some(finer) => (
+            finer_relation(kind, finer),
+            "bucket",
+            columns.iter().map(|c| rollup_aggregate(Backend::Native, c)).collect(),
+            "",
+        ),
     };
     format!(
         "SELECT sensor_id, {} AS bucket, {}\n  FROM {source}\n WHERE {only_counted}{}\n GROUP BY 1, 2",
