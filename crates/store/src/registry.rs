@@ -148,7 +148,11 @@ pub async fn import(client: &mut Client, records: &[SensorRecord]) -> Result<Imp
     let mut report = ImportReport::default();
     let mut changed: Vec<&str> = Vec::with_capacity(records.len());
     let mut superseded: Vec<String> = Vec::new();
-    for r in records {
+    // In id order, as every statement that locks many sensor rows takes
+    // them (writers' registrations, last-seen updates), so none deadlock.
+    let mut ordered: Vec<&SensorRecord> = records.iter().collect();
+    ordered.sort_by(|a, b| a.id.cmp(&b.id));
+    for r in ordered {
         if let Some(eui) = &r.dev_eui {
             let rows = tx.query(&supersede, &[eui, &r.id]).await?;
             report.superseded += rows.len() as u64;

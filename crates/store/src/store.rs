@@ -266,9 +266,6 @@ impl Store {
         let mut client = self.pool.get().await?;
         match self.backend().await? {
             Backend::Native => {
-                // Rows about to be dropped by retention must be in the hour
-                // and day rollups first (a backfill may have just landed).
-                self.materialise_rollups(now - rollups::MATERIALISE_SETTLE).await?;
                 let today = now.date_naive();
                 let ahead = partitions::day_range(
                     today - Duration::days(1),
@@ -276,10 +273,17 @@ impl Store {
                 );
                 let lock_timeout = self.config.ddl_lock_timeout;
                 for kind in Kind::ALL {
-                    let table = kind.as_str();
-                    partitions::ensure_days_within(&mut client, table, &ahead, lock_timeout)
+                    partitions::ensure_days_within(&mut client, kind.as_str(), &ahead, lock_timeout)
                         .await
                         .map_err(as_partition_error)?;
+                }
+                // Rows about to be dropped by retention must be in the hour
+                // and day rollups first (a backfill may have just landed); if
+                // that fails, nothing is dropped this time (partitions ahead
+                // are made already).
+                self.materialise_rollups(now - rollups::MATERIALISE_SETTLE).await?;
+                for kind in Kind::ALL {
+                    let table = kind.as_str();
                     if let Some(keep) = self.config.retention.get(&kind) {
                         partitions::drop_expired_within(&mut client, table, *keep, now, lock_timeout)
                             .await
@@ -366,7 +370,9 @@ impl Store {
         if self.backend().await? == Backend::TimescaleDb {
             return Ok(rollups::MaterialiseReport::default());
         }
-        rollups::materialise(&self.pool, upto).await
+        let now = Utc::now();
+        let retention = &self.config.retention;
+        rollups::materialise(&self.pool, upto, |kind| retention.get(&kind).map(|keep| now - *keep)).await
     }
 
     /// The newest `good` value of every column the spike test covers, per

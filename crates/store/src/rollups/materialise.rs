@@ -37,6 +37,10 @@ pub const MATERIALISE_SETTLE: Duration = Duration::minutes(2);
 /// stop is many bounded transactions rather than one huge one.
 const MAX_STEP: Duration = Duration::hours(6);
 
+/// A step's own statement timeout, instead of the pool's (60 s): six hours
+/// of a large fleet must not time out and be retried unchanged for ever.
+const STEP_STATEMENT_TIMEOUT: &str = "SET LOCAL statement_timeout = '600s'";
+
 /// What a materialisation did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct MaterialiseReport {
@@ -50,7 +54,11 @@ pub struct MaterialiseReport {
 
 /// Materialises every kind's buckets below `upto` (rounded down to a minute)
 /// and recomputes those late rows touched.
-pub(crate) async fn run(pool: &deadpool_postgres::Pool, upto: DateTime<Utc>) -> Result<MaterialiseReport, StoreError> {
+pub(crate) async fn run(
+    pool: &deadpool_postgres::Pool,
+    upto: DateTime<Utc>,
+    minutes_kept_from: impl Fn(Kind) -> Option<DateTime<Utc>>,
+) -> Result<MaterialiseReport, StoreError> {
     let upto = Level::Minute.bucket(upto);
     let mut report = MaterialiseReport::default();
     let mut client = pool.get().await?;
@@ -66,6 +74,7 @@ pub(crate) async fn run(pool: &deadpool_postgres::Pool, upto: DateTime<Utc>) -> 
                 report.skipped_kinds += 1;
                 break;
             }
+            tx.batch_execute(STEP_STATEMENT_TIMEOUT).await?;
             let done_to: DateTime<Utc> =
                 tx.query_one("SELECT done_to FROM rollup_watermarks WHERE kind = $1", &[&kind.as_str()]).await?.get(0);
             // The bulk of the work, without the watermark row.
@@ -81,10 +90,11 @@ pub(crate) async fn run(pool: &deadpool_postgres::Pool, upto: DateTime<Utc>) -> 
             let new_done = done_to.max(target);
             // Late rows noted so far (a backfill can be large), still without
             // the row; then, with writers waiting, what they noted meanwhile,
-            // so the view never shows a materialised bucket missing a row.
-            recompute_noted(&tx, kind, new_done, &mut report).await?;
+            // so the watermark never moves past a committed row it has not
+            // counted.
+            recompute_noted(&tx, kind, new_done, minutes_kept_from(kind), &mut report).await?;
             tx.execute("SELECT 1 FROM rollup_watermarks WHERE kind = $1 FOR UPDATE", &[&kind.as_str()]).await?;
-            recompute_noted(&tx, kind, new_done, &mut report).await?;
+            recompute_noted(&tx, kind, new_done, minutes_kept_from(kind), &mut report).await?;
             tx.execute(
                 "UPDATE rollup_watermarks SET done_to = greatest(done_to, $2) WHERE kind = $1",
                 &[&kind.as_str(), &new_done],
@@ -100,11 +110,15 @@ pub(crate) async fn run(pool: &deadpool_postgres::Pool, upto: DateTime<Utc>) -> 
 }
 
 /// Takes the late rows writers noted for `kind` and recomputes their
-/// buckets below `done_to`, finest level first.
+/// buckets below `done_to`, finest level first. An hour or day is rebuilt
+/// only when it starts at or after `minutes_kept_from` (the minute rollups'
+/// retention cutoff): before it, its minutes are gone and rebuilding would
+/// replace a whole bucket with what is left of it.
 async fn recompute_noted(
     tx: &deadpool_postgres::Transaction<'_>,
     kind: Kind,
     done_to: DateTime<Utc>,
+    minutes_kept_from: Option<DateTime<Utc>>,
     report: &mut MaterialiseReport,
 ) -> Result<(), StoreError> {
     let noted = tx
@@ -118,7 +132,11 @@ async fn recompute_noted(
     for late in merge(noted) {
         report.recomputed_ranges += 1;
         for level in Level::ALL {
-            let from = level.bucket(late.from);
+            let mut from = level.bucket(late.from);
+            if let (Some(kept), true) = (minutes_kept_from, level != Level::Minute) {
+                // The first whole bucket of this level from the cutoff on.
+                from = from.max(first_whole_bucket(level, kept));
+            }
             let to = (level.bucket(late.to) + level.width()).min(level.bucket(done_to));
             if to > from {
                 let statement = tx.prepare_cached(&views::materialise(kind, level, true)).await?;
@@ -128,6 +146,12 @@ async fn recompute_noted(
         }
     }
     Ok(())
+}
+
+/// The start of the first bucket of `level` that lies wholly at or after
+/// `from`.
+fn first_whole_bucket(level: Level, from: DateTime<Utc>) -> DateTime<Utc> {
+    level.bucket(from - Duration::microseconds(1)) + level.width()
 }
 
 /// Raises `kind`'s `pending_to` to the end of this step (at most
@@ -255,6 +279,14 @@ mod tests {
 
     fn late(from: u32, to: u32, sensors: &[&str]) -> Late {
         Late { from: at(from), to: at(to), sensors: sensors.iter().map(|s| s.to_string()).collect() }
+    }
+
+    #[test]
+    fn only_whole_buckets_after_the_minutes_cutoff_are_rebuilt() {
+        assert_eq!(first_whole_bucket(Level::Hour, at(0)), at(0));
+        assert_eq!(first_whole_bucket(Level::Hour, at(1)), at(0) + Duration::hours(1));
+        let midnight = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).single().expect("a time");
+        assert_eq!(first_whole_bucket(Level::Day, at(30)), midnight);
     }
 
     #[test]
