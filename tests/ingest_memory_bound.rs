@@ -93,7 +93,8 @@ async fn bounded_through_a_stall(protocol: &str) -> anyhow::Result<()> {
             .args(["--mqtt-protocol", protocol, "--http-listen", &http.to_string(), "--flush-interval-ms", "20"])
             .args(["--max-payload-bytes", &max_payload, "--held-payload-budget-bytes", &budget])
             // The broker drops a client it has not heard from in 1.5 keep-alives:
-            // the stall below is longer, so the paused connection is lost too.
+            // the stall below is longer, so the paused connection is usually
+            // lost too, and the counts must stay exact through that.
             .args(["--mqtt-keep-alive-s", "5"])
             .env("CITYGAUGE_LOG", "error")
             .stdin(Stdio::null())
@@ -161,7 +162,7 @@ async fn bounded_through_a_stall(protocol: &str) -> anyhow::Result<()> {
     })
     .await?;
     assert!(held < (BUDGET_BYTES + 2 * MAX_PAYLOAD_BYTES as u64) as f64, "held {held} bytes");
-    // Past 1.5 keep-alives: the broker drops the connection that is not read.
+    // Past 1.5 keep-alives: the broker may drop the connection that is not read.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let bound = baseline + BUDGET_BYTES + MAX_PAYLOAD_BYTES as u64 + ALLOWANCE;
     let within_bound = |when: &str| -> anyhow::Result<()> {
@@ -187,8 +188,10 @@ async fn bounded_through_a_stall(protocol: &str) -> anyhow::Result<()> {
     assert!(rejected >= (1 + PACKS) as f64, "{rejected} rejections counted");
     let paused = metric(http, "citygauge_ingest_held_payload_paused_seconds_total").await?;
     assert!(paused > 0.0, "the MQTT loop paused ({paused} s)");
-    let reconnects = metric(http, "citygauge_ingest_broker_reconnects_total").await?;
-    assert!(reconnects >= 1.0, "the broker dropped the paused connection ({reconnects} reconnects)");
+    // A pause past 1.5 keep-alives usually loses the connection (the broker
+    // then redelivers what was unacked), but not always: whether it did is
+    // the broker's timing, so it is not asserted. Either way the counts below
+    // must be exact (the fault tests check reconnects themselves).
     // Catching up, the budget holds too.
     within_bound("after the stall")?;
     // Exactly once, whatever was redelivered after the connection was lost.
