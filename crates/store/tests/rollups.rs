@@ -270,13 +270,21 @@ async fn run_case(case: Case) -> anyhow::Result<()> {
     };
     let (a, b, c, m) = tokio::join!(writer(0), writer(1), writer(2), materialiser);
     a.and(b).and(c).and(m)?;
-    // Part materialised, part aggregated at query time: exact.
-    assert_rollups_match_raw(&db).await?;
+    // Part materialised, part aggregated at query time: exact, unless rows
+    // written below the watermark after the last materialisation wait to be
+    // recomputed (they show at the next one, as on TimescaleDB after a
+    // refresh: the documented lag), so only when none wait.
+    if native {
+        let waiting: i64 = db.client().await?.query_one("SELECT count(*) FROM rollup_invalidations", &[]).await?.get(0);
+        if waiting == 0 {
+            assert_rollups_match_raw(&db).await.map_err(|e| e.context("with nothing waiting to be recomputed"))?;
+        }
+    }
     // TimescaleDB: a policy may have materialised a bucket between batches;
     // later rows in it show after the next refresh. Native: everything
     // closed is materialised, late rows recomputed.
     store.refresh_rollups().await?;
-    assert_rollups_match_raw(&db).await?;
+    assert_rollups_match_raw(&db).await.map_err(|e| e.context("after materialising everything"))?;
     if native {
         let client = db.client().await?;
         let open: i64 = client.query_one("SELECT count(*) FROM rollup_invalidations", &[]).await?.get(0);
