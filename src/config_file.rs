@@ -64,6 +64,8 @@ pub fn parse_from(mut argv: Vec<OsString>) -> anyhow::Result<Cli> {
         }
         let flag = format!("--{}", arg.get_long().unwrap_or(key));
         match value {
+            // A switch that defaults to true takes its value (`--orphan-takeover=false`).
+            toml::Value::Boolean(b) if arg.get_action().takes_values() => argv.push(format!("{flag}={b}").into()),
             toml::Value::Boolean(true) => argv.push(flag.into()),
             toml::Value::Boolean(false) => {}
             toml::Value::Array(items) => {
@@ -137,6 +139,13 @@ mod tests {
             Command::Ingest(config) => *config,
             other => panic!("not ingest: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_switch_on_by_default_can_be_switched_off_in_the_file() {
+        assert!(!ingest(parse_with("orphan_takeover = false\n", &["ingest"]).unwrap()).orphan_takeover);
+        assert!(ingest(parse_with("orphan_takeover = true\n", &["ingest"]).unwrap()).orphan_takeover);
+        assert!(ingest(parse_with("", &["ingest"]).unwrap()).orphan_takeover);
     }
 
     #[test]

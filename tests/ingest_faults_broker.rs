@@ -170,13 +170,15 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 /// lives (queued for it, even offline), so the share is stranded for as long
 /// as `--mqtt-session-expiry-s`: with a short one, once it has expired every
 /// reading goes to the survivor. (With the 7-day default this test fails.)
+/// Takeover is off here, to test the expiry alone: with it, a survivor drains
+/// the dead member's session at once (tests/ingest_shared_orphan.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_member_that_dies_for_good_does_not_strand_its_share() -> anyhow::Result<()> {
     const EXPIRY_S: u64 = 2;
     let db = database().await?;
     let broker = Broker::start().await?;
     let expiry = EXPIRY_S.to_string();
-    let shared = ["--mqtt-shared-group", "ingest", "--mqtt-session-expiry-s", &expiry];
+    let shared = ["--mqtt-shared-group", "ingest", "--mqtt-session-expiry-s", &expiry, "--orphan-takeover", "false"];
     let http_a = free_addr()?;
     let mut args_a: Vec<String> =
         ["--mqtt-url", &broker.url(), "--database-url", &db.url, "--mqtt-client-id", "ingest-a"]

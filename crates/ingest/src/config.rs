@@ -181,8 +181,9 @@ pub struct IngestConfig {
     #[arg(long, env = "CITYGAUGE_MQTT_KEEP_ALIVE_S", default_value_t = 30)]
     pub mqtt_keep_alive_s: u64,
     /// How long the broker keeps the session while the daemon is away (MQTT 5).
-    /// In a shared group a member that never returns keeps its share queued
-    /// this long (then Mosquitto drops it): set it short there, e.g. 300.
+    /// In a shared group the broker keeps queuing a dead member's share to its
+    /// session this long (then Mosquitto drops it); with `orphan_takeover` a
+    /// survivor drains it, so keep it long (an hour or more) there too.
     #[arg(long, env = "CITYGAUGE_MQTT_SESSION_EXPIRY_S", default_value_t = 7 * 24 * 3600)]
     pub mqtt_session_expiry_s: u32,
     /// Unacknowledged QoS 1 messages the broker may send at once (MQTT 5).
@@ -203,6 +204,19 @@ pub struct IngestConfig {
     /// Longest wait between reconnect attempts (backoff doubles up to it).
     #[arg(long, env = "CITYGAUGE_MQTT_RECONNECT_MAX_MS", default_value_t = 5_000)]
     pub mqtt_reconnect_max_ms: u64,
+    /// In a shared group: each daemon announces itself (retained, with a will)
+    /// under `mqtt_members_topic_prefix`, and when a member dies or stops, one
+    /// survivor takes its session over and stores what the broker queued
+    /// there (see README, "Shared subscriptions").
+    #[arg(long, env = "CITYGAUGE_ORPHAN_TAKEOVER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub orphan_takeover: bool,
+    /// A survivor ends a taken-over session once nothing has come on it for
+    /// this long and everything received is stored and acknowledged.
+    #[arg(long, env = "CITYGAUGE_ORPHAN_DRAIN_IDLE_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub orphan_drain_idle_ms: u64,
+    /// Where members announce themselves: `<prefix>/<group>/<client id>`.
+    #[arg(long, env = "CITYGAUGE_MQTT_MEMBERS_TOPIC_PREFIX", default_value = "citygauge/ingest/members")]
+    pub mqtt_members_topic_prefix: String,
 
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -544,6 +558,20 @@ impl IngestConfig {
         if let Some(group) = &self.mqtt_shared_group {
             if group.is_empty() || group.contains(['/', '+', '#']) {
                 return Err(IngestError::Config(format!("--mqtt-shared-group `{group}` must not contain / + #")));
+            }
+            if self.orphan_takeover {
+                let prefix = &self.mqtt_members_topic_prefix;
+                if prefix.is_empty() || prefix.contains(['+', '#']) || prefix.ends_with('/') {
+                    return Err(IngestError::Config(format!(
+                        "--mqtt-members-topic-prefix `{prefix}` must be a topic name (no + #, no trailing /)"
+                    )));
+                }
+                if self.mqtt_client_id.is_empty() || self.mqtt_client_id.contains(['+', '#']) {
+                    return Err(IngestError::Config(format!(
+                        "--mqtt-client-id `{}` must not contain + or # with --orphan-takeover: it is part of a topic",
+                        self.mqtt_client_id
+                    )));
+                }
             }
         }
         Ok(())

@@ -27,6 +27,14 @@ pub struct Metrics {
     pub database_errors: IntCounterVec,
     pub broker_reconnects: IntCounter,
     pub broker_auth_refusals: IntCounter,
+    /// Sessions of dead or stopped shared-group members this daemon took
+    /// over and drained (see `mqtt::orphans`).
+    pub orphan_sessions_drained: IntCounter,
+    /// QoS 1 messages stored and acknowledged on a taken-over session.
+    pub orphan_messages_drained: IntCounter,
+    /// Takeovers that ended before their session was drained (its member
+    /// came back, or the connection failed: retried while it is away).
+    pub orphan_drains_interrupted: IntCounter,
     pub unacked_messages: IntGauge,
     /// Bytes of messages held between receipt and commit (the byte budget).
     pub held_payload_bytes: IntGauge,
@@ -144,6 +152,21 @@ impl Metrics {
                 &registry,
                 "citygauge_ingest_broker_auth_refusals_total",
                 "Connection attempts the broker refused for our credentials after a successful start (retried with backoff).",
+            ),
+            orphan_sessions_drained: counter(
+                &registry,
+                "citygauge_ingest_orphan_sessions_drained_total",
+                "Sessions of dead or stopped shared-group members taken over, drained and ended by this daemon.",
+            ),
+            orphan_messages_drained: counter(
+                &registry,
+                "citygauge_ingest_orphan_messages_drained_total",
+                "QoS 1 messages stored and acknowledged on sessions taken over from dead or stopped members.",
+            ),
+            orphan_drains_interrupted: counter(
+                &registry,
+                "citygauge_ingest_orphan_drains_interrupted_total",
+                "Takeovers of a member's session that ended before it was drained (the member came back, or the connection failed).",
             ),
             unacked_messages: {
                 let g = IntGauge::new(

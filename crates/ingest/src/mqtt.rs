@@ -56,6 +56,8 @@ enum Event {
     Subscribed {
         granted: bool,
     },
+    /// An UNSUBACK (a survivor draining a dead member's session).
+    Unsubscribed,
     Publish {
         topic: String,
         payload: Bytes,
@@ -73,6 +75,9 @@ struct Lost {
     /// The broker refused our credentials (bad user name or password, not
     /// authorised): retrying cannot help until someone changes them.
     credentials_refused: bool,
+    /// Another connection took the session over (MQTT 5 reason 0x8E): its
+    /// owner came back (see `orphans`). MQTT 3.1.1 cannot tell it apart.
+    taken_over: bool,
 }
 
 enum EventLoop {
@@ -114,6 +119,21 @@ impl Client {
         }
     }
 
+    /// Queues a retained QoS 1 publish (membership status, see `orphans`).
+    fn try_publish_retained(&self, topic: &str, payload: &'static str) -> bool {
+        match self {
+            Client::V4(c) => c.try_publish(topic, rumqttc::QoS::AtLeastOnce, true, payload).is_ok(),
+            Client::V5(c) => c.try_publish(topic, v5::mqttbytes::QoS::AtLeastOnce, true, payload).is_ok(),
+        }
+    }
+
+    fn try_unsubscribe(&self, filter: &str) -> bool {
+        match self {
+            Client::V4(c) => c.try_unsubscribe(filter).is_ok(),
+            Client::V5(c) => c.try_unsubscribe(filter).is_ok(),
+        }
+    }
+
     fn try_subscribe(&self, filter: &str) -> bool {
         match self {
             Client::V4(c) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce).is_ok(),
@@ -152,8 +172,27 @@ pub(crate) struct Session {
     pub client: Client,
 }
 
+/// Which session to open: the daemon's own, a dead member's that a
+/// survivor drains, or the membership watcher's (see `orphans`).
+pub(crate) struct SessionSpec<'a> {
+    pub client_id: &'a str,
+    /// Kept by the broker while away (clean start false, and with MQTT 5
+    /// `mqtt_session_expiry_s`); otherwise a clean session of no lifetime.
+    pub persistent: bool,
+    /// Retained on this topic by the broker when the connection dies
+    /// without DISCONNECT (SIGKILL, network, keep-alive timeout).
+    pub will: Option<(String, &'static str)>,
+}
+
 impl Session {
     pub fn new(config: &IngestConfig) -> Result<Session, IngestError> {
+        Session::open(
+            config,
+            SessionSpec { client_id: &config.mqtt_client_id, persistent: true, will: orphans::member_will(config) },
+        )
+    }
+
+    pub fn open(config: &IngestConfig, spec: SessionSpec<'_>) -> Result<Session, IngestError> {
         let (host, port, _) = mqtt_endpoint(&config.mqtt_url)?;
         // TLS (mqtts://) and a password from a file: see config.rs.
         let transport = config.mqtt_tls()?.map(|tls| rumqttc::Transport::tls_with_config(tls.into()));
@@ -161,10 +200,13 @@ impl Session {
         let keep_alive = Duration::from_secs(config.mqtt_keep_alive_s.max(5));
         let session = match config.mqtt_protocol {
             MqttProtocol::V311 => {
-                let mut options = rumqttc::MqttOptions::new(&config.mqtt_client_id, host, port);
+                let mut options = rumqttc::MqttOptions::new(spec.client_id, host, port);
+                if let Some((topic, payload)) = &spec.will {
+                    options.set_last_will(rumqttc::LastWill::new(topic, *payload, rumqttc::QoS::AtLeastOnce, true));
+                }
                 options
                     .set_keep_alive(keep_alive)
-                    .set_clean_session(false)
+                    .set_clean_session(!spec.persistent)
                     .set_manual_acks(true)
                     .set_request_channel_capacity(REQUEST_QUEUE)
                     .set_max_packet_size(config.max_packet_bytes() as usize, config.max_packet_bytes() as usize);
@@ -178,11 +220,15 @@ impl Session {
                 Session { events: EventLoop::V4(Box::new(events)), client: Client::V4(client) }
             }
             MqttProtocol::V5 => {
-                let mut options = v5::MqttOptions::new(&config.mqtt_client_id, host, port);
+                let mut options = v5::MqttOptions::new(spec.client_id, host, port);
+                if let Some((topic, payload)) = &spec.will {
+                    let qos = v5::mqttbytes::QoS::AtLeastOnce;
+                    options.set_last_will(v5::mqttbytes::v5::LastWill::new(topic, *payload, qos, true, None));
+                }
                 options
                     .set_keep_alive(keep_alive)
-                    .set_clean_start(false)
-                    .set_session_expiry_interval(Some(config.mqtt_session_expiry_s))
+                    .set_clean_start(!spec.persistent)
+                    .set_session_expiry_interval(Some(if spec.persistent { config.mqtt_session_expiry_s } else { 0 }))
                     .set_receive_maximum(Some(config.mqtt_receive_maximum.max(1)))
                     .set_max_packet_size(Some(config.max_packet_bytes()))
                     .set_manual_acks(true)
@@ -209,8 +255,9 @@ impl Session {
                         rumqttc::ConnectReturnCode::BadUserNamePassword | rumqttc::ConnectReturnCode::NotAuthorized
                     )
                 );
-                Lost { error: e.to_string(), credentials_refused }
+                Lost { error: e.to_string(), credentials_refused, taken_over: false }
             })? {
+                rumqttc::Event::Incoming(rumqttc::Packet::UnsubAck(_)) => Ok(Event::Unsubscribed),
                 rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack)) => {
                     Ok(Event::Connected { session_present: ack.session_present })
                 }
@@ -234,8 +281,16 @@ impl Session {
                         Code::BadUserNamePassword | Code::NotAuthorized | Code::BadAuthenticationMethod
                     )
                 );
-                Lost { error: e.to_string(), credentials_refused }
+                let taken_over = matches!(
+                    e,
+                    v5::ConnectionError::MqttState(v5::StateError::ServerDisconnect {
+                        reason_code: v5::mqttbytes::v5::DisconnectReasonCode::SessionTakenOver,
+                        ..
+                    })
+                );
+                Lost { error: e.to_string(), credentials_refused, taken_over }
             })? {
+                v5::Event::Incoming(v5::Incoming::UnsubAck(_)) => Ok(Event::Unsubscribed),
                 v5::Event::Incoming(v5::Incoming::ConnAck(ack)) => {
                     Ok(Event::Connected { session_present: ack.session_present })
                 }
@@ -314,6 +369,9 @@ pub(crate) struct PollLoop {
     /// Fires at shutdown: stop taking messages; keep acking until the writers
     /// are done (`committed` closes), then disconnect.
     pub stop_forwarding: CancellationToken,
+    /// This member's retained status topic in its shared group (see
+    /// `orphans`): `online` on every connection, `stopped` at shutdown.
+    pub membership: Option<String>,
     /// The shutdown deadline, which bounds the final disconnect too.
     pub shutdown: Arc<Shutdown>,
     /// Bytes of messages between receipt and commit: no reading while it is
@@ -419,9 +477,17 @@ pub(crate) async fn poll_loop(mut p: PollLoop) -> Result<(), IngestError> {
                     seq = 0;
                     backoff = Duration::from_millis(100);
                     info!(epoch, session_present, "mqtt: connected");
-                    // A kept session keeps its subscriptions; subscribe anyway on
-                    // the first connection in case the filters changed.
-                    if !session_present || !subscribed_once {
+                    if let Some(topic) = &p.membership {
+                        // After the broker published our will, if it did.
+                        if !p.session.client.try_publish_retained(topic, orphans::STATUS_ONLINE) {
+                            warn!(topic, "mqtt: could not announce membership");
+                        }
+                    }
+                    // A kept session keeps its subscriptions; subscribe anyway
+                    // on the first connection in case the filters changed, and
+                    // in a shared group on every one: a survivor that drained
+                    // our session while we were away removed them (orphans).
+                    if !session_present || !subscribed_once || p.membership.is_some() {
                         p.connection.subscribed.store(false, Ordering::SeqCst);
                         pending_subacks = 0;
                         for filter in &p.subscriptions {
@@ -476,8 +542,8 @@ pub(crate) async fn poll_loop(mut p: PollLoop) -> Result<(), IngestError> {
                         }
                     }
                 }
-                Ok(Event::Other) => {}
-                Err(Lost { error, credentials_refused }) => {
+                Ok(Event::Other | Event::Unsubscribed) => {}
+                Err(Lost { error, credentials_refused, .. }) => {
                     if credentials_refused && !connected_once {
                         // At start a refusal is a configuration error: say which.
                         // Stopping first, so that the pipeline, which ends when
@@ -544,6 +610,11 @@ pub(crate) async fn poll_loop(mut p: PollLoop) -> Result<(), IngestError> {
     // of batches committed just before it).
     let deadline = (tokio::time::Instant::now() + Duration::from_secs(2))
         .min(p.shutdown.deadline().map_or(tokio::time::Instant::now(), |d| d + Duration::from_millis(500)));
+    if let Some(topic) = &p.membership {
+        // Before DISCONNECT (which discards the will): survivors take our
+        // session over until we come back (orphans).
+        p.session.client.try_publish_retained(topic, orphans::STATUS_STOPPED);
+    }
     let _ = tokio::time::timeout_at(deadline, p.session.client.disconnect()).await;
     while let Ok(Ok(_)) = tokio::time::timeout_at(deadline, p.session.poll()).await {}
     p.connection.connected.store(false, Ordering::SeqCst);
@@ -647,5 +718,6 @@ fn release_acks(
     done
 }
 
+pub(crate) mod orphans;
 #[cfg(test)]
 mod tests;

@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn, Instrument};
 use crate::config::IngestConfig;
 use crate::http::{self, Health, HttpState};
 use crate::metrics::Metrics;
-use crate::mqtt::{poll_loop, Connection, PollLoop, Session};
+use crate::mqtt::{orphans, poll_loop, Connection, PollLoop, Session};
 use crate::pipeline::{run_pipeline, BatchLimits};
 use crate::supervise::{Shutdown, Supervisor};
 use crate::writer::{run_writers, SeenSensors, Writer};
@@ -125,6 +125,34 @@ async fn run_ingest(
     let (batch_tx, batch_rx) = mpsc::channel(usize::from(config.writers));
     let (commit_tx, commit_rx) = mpsc::channel(usize::from(config.writers) * 4);
     let session = Session::new(&config)?;
+    let budget = crate::budget::ByteBudget::new(
+        usize::try_from(config.held_payload_budget_bytes).unwrap_or(usize::MAX),
+        metrics.held_payload_bytes.clone(),
+    );
+    // With takeover, committed acks of drained sessions go to their drains
+    // (mqtt::orphans); the rest reach the poll loop as before.
+    let membership = orphans::member_topic(&config);
+    let commit_tx = match membership {
+        Some(_) => {
+            let (to_router, from_writers) = mpsc::channel(usize::from(config.writers) * 4);
+            let routes = Arc::new(orphans::AckRoutes::default());
+            supervisor.spawn("ack routing", orphans::route_acks(from_writers, commit_tx, routes.clone()));
+            supervisor.spawn(
+                "orphans",
+                orphans::run_orphans(orphans::Orphans {
+                    config: Arc::new(config.clone()),
+                    inbound: inbound_tx.clone(),
+                    routes,
+                    budget: budget.clone(),
+                    metrics: metrics.clone(),
+                    shutdown: stop.clone(),
+                })
+                .instrument(tracing::info_span!("orphans")),
+            );
+            to_router
+        }
+        None => commit_tx,
+    };
     let seen = Arc::new(SeenSensors::default());
     let writer = Arc::new(Writer {
         store: store.clone(),
@@ -171,10 +199,8 @@ async fn run_ingest(
             metrics: metrics.clone(),
             stop_forwarding: stop.token.clone(),
             shutdown: stop.clone(),
-            budget: crate::budget::ByteBudget::new(
-                usize::try_from(config.held_payload_budget_bytes).unwrap_or(usize::MAX),
-                metrics.held_payload_bytes.clone(),
-            ),
+            budget,
+            membership,
         })
         .instrument(tracing::info_span!("mqtt", client_id = %config.mqtt_client_id)),
     );
