@@ -52,6 +52,10 @@ struct Args {
     /// process and run) to this file as JSON.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Only the raw COPY and pack runs (and the latency run unless
+    /// `--latency-seconds 0`): the two figures issue 8's CPU target compares.
+    #[arg(long)]
+    packs_only: bool,
     /// Extra `citygauge ingest` flags, e.g. `--daemon-arg=--writers=3`.
     #[arg(long = "daemon-arg", allow_hyphen_values = true)]
     daemon_args: Vec<String>,
@@ -84,30 +88,36 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("  {}", raw_cpu.line(rows, "row"));
 
-    // 2. One reading per message: the broker alone, then through citygauge.
-    let (plain, plain_cpu) = broker::limit(&bench, &args, args.messages, 1, false).await?;
-    let plain_rate = args.messages as f64 / plain.as_secs_f64();
-    println!("broker alone, single readings to a plain QoS 1 subscriber: {plain_rate:.0} messages/s");
-    println!("  {}", plain_cpu.line(args.messages, "message"));
-    let single = bench.throughput("single", &args, args.messages, 1, citygauge_sim::LoadFormat::Canonical).await?;
-    let single_rate = args.messages as f64 / single.elapsed.as_secs_f64();
-    println!(
-        "single readings through citygauge: {} messages in {:.2} s = {single_rate:.0} messages/s = {:.0} % of the broker alone; daemon peak RSS {:.1} MB",
-        args.messages,
-        single.elapsed.as_secs_f64(),
-        100.0 * single_rate / plain_rate,
-        single.peak_rss_mb
-    );
-    println!("  {}", single.cpu.line(args.messages, "reading"));
+    let mut measured = vec![("raw binary COPY", rows, raw_cpu)];
+    if !args.packs_only {
+        // 2. One reading per message: the broker alone, then through citygauge.
+        let (plain, plain_cpu) = broker::limit(&bench, &args, args.messages, 1, false).await?;
+        let plain_rate = args.messages as f64 / plain.as_secs_f64();
+        println!("broker alone, single readings to a plain QoS 1 subscriber: {plain_rate:.0} messages/s");
+        println!("  {}", plain_cpu.line(args.messages, "message"));
+        let single = bench.throughput("single", &args, args.messages, 1, citygauge_sim::LoadFormat::Canonical).await?;
+        let single_rate = args.messages as f64 / single.elapsed.as_secs_f64();
+        println!(
+            "single readings through citygauge: {} messages in {:.2} s = {single_rate:.0} messages/s = {:.0} % of the broker alone; daemon peak RSS {:.1} MB",
+            args.messages,
+            single.elapsed.as_secs_f64(),
+            100.0 * single_rate / plain_rate,
+            single.peak_rss_mb
+        );
+        println!("  {}", single.cpu.line(args.messages, "reading"));
+        measured.push(("broker alone, single", args.messages, plain_cpu));
+        measured.push(("single readings", args.messages, single.cpu));
 
-    // 3. Packs: the broker alone, then through citygauge, against raw COPY.
-    let (plain_packs, plain_packs_cpu) = broker::limit(&bench, &args, args.packs, args.pack_size, true).await?;
-    println!(
-        "broker alone, {}-reading packs: {:.0} readings/s",
-        args.pack_size,
-        rows as f64 / plain_packs.as_secs_f64()
-    );
-    println!("  {}", plain_packs_cpu.line(rows, "reading"));
+        // 3. Packs: the broker alone, then through citygauge, against raw COPY.
+        let (plain_packs, plain_packs_cpu) = broker::limit(&bench, &args, args.packs, args.pack_size, true).await?;
+        println!(
+            "broker alone, {}-reading packs: {:.0} readings/s",
+            args.pack_size,
+            rows as f64 / plain_packs.as_secs_f64()
+        );
+        println!("  {}", plain_packs_cpu.line(rows, "reading"));
+        measured.push(("broker alone, packs", rows, plain_packs_cpu));
+    }
     let packs = bench.throughput("packs", &args, args.packs, args.pack_size, citygauge_sim::LoadFormat::Senml).await?;
     let pack_rate = rows as f64 / packs.elapsed.as_secs_f64();
     println!(
@@ -118,14 +128,10 @@ async fn main() -> anyhow::Result<()> {
         packs.peak_rss_mb
     );
     println!("  {}", packs.cpu.line(rows, "reading"));
+    measured.push(("SenML packs", rows, packs.cpu));
 
-    let runs = [
-        report::Run { name: "raw binary COPY", items: rows, cpu: &raw_cpu },
-        report::Run { name: "broker alone, single", items: args.messages, cpu: &plain_cpu },
-        report::Run { name: "single readings", items: args.messages, cpu: &single.cpu },
-        report::Run { name: "broker alone, packs", items: rows, cpu: &plain_packs_cpu },
-        report::Run { name: "SenML packs", items: rows, cpu: &packs.cpu },
-    ];
+    let runs: Vec<report::Run<'_>> =
+        measured.iter().map(|(name, items, cpu)| report::Run { name, items: *items, cpu }).collect();
     print!("{}", report::cpu_table(&runs));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report::cpu_json(&runs))?)

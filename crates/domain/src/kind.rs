@@ -183,8 +183,10 @@ impl Field {
 
     /// Column name or alias, case-insensitive.
     pub fn from_name_or_alias(name: &str) -> Option<Field> {
-        let lower = name.to_ascii_lowercase();
-        Field::ALL.into_iter().find(|f| f.name() == lower || f.aliases().contains(&lower.as_str()))
+        // Names and aliases are lowercase ASCII: compared without lowercasing
+        // a copy, as this runs for every record of a pack.
+        let is = |known: &str| known.eq_ignore_ascii_case(name);
+        Field::ALL.into_iter().find(|f| is(f.name()) || f.aliases().iter().any(|a| is(a)))
     }
 
     fn spec(self) -> (&'static str, Kind, Option<Unit>) {
@@ -248,7 +250,11 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for field in Field::ALL {
             assert!(seen.insert(field.name()), "{field}");
+            // `from_name_or_alias` compares case-insensitively against these as they are.
+            assert_eq!(field.name(), field.name().to_ascii_lowercase());
+            assert_eq!(Field::from_name_or_alias(&field.name().to_ascii_uppercase()), Some(field));
             for alias in field.aliases() {
+                assert_eq!(*alias, alias.to_ascii_lowercase());
                 assert!(seen.insert(alias), "{alias} used twice");
             }
         }

@@ -30,3 +30,13 @@ pub use normalise::{Decoded, Message, NormaliseConfig, Normaliser};
 pub use reading::{AirQuality, CounterReading, Quality, QualityLevel, Reading, Streetlight, Values};
 pub use registry::{NewSensor, Registry, SensorInfo, SensorStatus};
 pub use unit::Unit;
+
+/// Hash maps keyed by sensor ids on the per-reading path (registry, spike
+/// test, pending sensors, the writer's per-batch maps): foldhash instead of
+/// SipHash, several times cheaper on short keys. Its seed is random per
+/// process, so colliding ids cannot be prepared offline, and the ids these
+/// maps hold are registered sensors or pending ones, whose number is capped
+/// (`max_pending_sensors`).
+pub type FastHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A set with [`FastHashMap`]'s hasher.
+pub type FastHashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

@@ -165,11 +165,26 @@ pub struct Normaliser {
     config: NormaliseConfig,
     pending: PendingSensors,
     spikes: SpikeTracker,
+    /// The time bounds of the message being read (see [`Bounds`]).
+    bounds: Option<Bounds>,
+}
+
+/// What a message's receive time allows, worked out once per message rather
+/// than once per reading of a pack (chrono's date arithmetic is not free).
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    received_at: DateTime<Utc>,
+    /// Earlier than this is refused (`max_backfill`).
+    earliest: DateTime<Utc>,
+    /// Later than this is refused (`max_future`).
+    latest: DateTime<Utc>,
+    /// Later than this is flagged `future_ts`.
+    future_limit: DateTime<Utc>,
 }
 
 impl Normaliser {
     pub fn new(config: NormaliseConfig) -> Self {
-        Normaliser { config, pending: PendingSensors::default(), spikes: SpikeTracker::default() }
+        Normaliser { config, pending: PendingSensors::default(), spikes: SpikeTracker::default(), bounds: None }
     }
 
     /// Seeds the spike test with last good values from the store (see
@@ -191,6 +206,7 @@ impl Normaliser {
             Err(e) => out.rejection = Some(Rejection { reason: e.reason(), detail: e.to_string() }),
             Ok((records, own)) => {
                 let total = records.len();
+                out.readings.reserve(total);
                 let mut failures = Vec::new();
                 let allowed = self.config.senml_sources.for_topic(msg.topic);
                 for (i, record) in records.into_iter().enumerate() {
@@ -243,8 +259,11 @@ impl Normaliser {
         out: &mut Decoded,
     ) -> Result<(), DomainError> {
         let ts = record.ts.unwrap_or(received_at);
-        let q = &self.config.quality;
-        time::check_window(ts, received_at, q.max_backfill, q.max_future)?;
+        let bounds = self.bounds(received_at);
+        if ts < bounds.earliest || ts > bounds.latest {
+            let q = &self.config.quality;
+            time::check_window(ts, received_at, q.max_backfill, q.max_future)?;
+        }
         let sensor = self.resolve(&record, received_at, registry, out)?;
         let mut fields = record.fields;
         // The first value of a field wins, as the first record of a pack does.
@@ -302,7 +321,25 @@ impl Normaliser {
     /// "Now" for the checks is when the message arrived, so a replayed or
     /// late-processed message is judged as it was when it came in.
     fn check(&mut self, reading: &mut Reading, sensor: Option<&SensorInfo>, received_at: DateTime<Utc>) {
-        quality::check(reading, sensor, received_at, &self.config.quality, &mut self.spikes);
+        let future_limit = self.bounds(received_at).future_limit;
+        quality::check_before(reading, sensor, future_limit, &self.config.quality, &mut self.spikes);
+    }
+
+    fn bounds(&mut self, received_at: DateTime<Utc>) -> Bounds {
+        match self.bounds {
+            Some(bounds) if bounds.received_at == received_at => bounds,
+            _ => {
+                let q = &self.config.quality;
+                let bounds = Bounds {
+                    received_at,
+                    earliest: received_at - q.max_backfill,
+                    latest: received_at + q.max_future,
+                    future_limit: received_at + q.future_tolerance,
+                };
+                self.bounds = Some(bounds);
+                bounds
+            }
+        }
     }
 
     /// Finds the record's sensor, or registers it as pending (as the

@@ -13,7 +13,7 @@
 //!   is refused instead: [`crate::time::check_window`]);
 //! - `clock_unset` (bad): stamped before 2000, a logger whose clock was never set.
 
-use std::collections::HashMap;
+use crate::FastHashMap as HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -207,8 +207,20 @@ pub fn check(
     config: &QualityConfig,
     spikes: &mut SpikeTracker,
 ) {
+    check_before(reading, sensor, now + config.future_tolerance, config, spikes);
+}
+
+/// [`check`] with "now plus the tolerance" worked out by the caller: the
+/// normaliser does it once per message, not once per reading of a pack.
+pub fn check_before(
+    reading: &mut Reading,
+    sensor: Option<&SensorInfo>,
+    future_limit: DateTime<Utc>,
+    config: &QualityConfig,
+    spikes: &mut SpikeTracker,
+) {
     let mut credible_time = true;
-    if reading.ts > now + config.future_tolerance {
+    if reading.ts > future_limit {
         reading.quality.flag(QualityLevel::Bad, "future_ts");
         credible_time = false;
     }

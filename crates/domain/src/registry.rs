@@ -1,7 +1,7 @@
 //! The sensor registry as the normaliser sees it: which sensor an id or device
 //! EUI names, its kind, and the installation facts that normalisation needs.
 
-use std::collections::HashMap;
+use crate::FastHashMap as HashMap;
 use std::fmt;
 use std::str::FromStr;
 

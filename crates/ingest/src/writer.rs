@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use citygauge_domain::RejectReason;
+use citygauge_domain::{FastHashMap, RejectReason};
 use citygauge_store::{Batch, ErrorClass, RejectedMessage, Store, StoreError, WriteReport};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -38,7 +38,7 @@ use crate::IngestError;
 /// "Seen" is the platform's clock, not the sensor's: a sensor with a wrong
 /// clock, or one uploading a buffer of old readings, has still been heard now.
 #[derive(Debug, Default)]
-pub(crate) struct SeenSensors(Mutex<HashMap<String, DateTime<Utc>>>);
+pub(crate) struct SeenSensors(Mutex<FastHashMap<String, DateTime<Utc>>>);
 
 impl SeenSensors {
     fn record(&self, batch: &Batch, heard: DateTime<Utc>) {

@@ -4,11 +4,10 @@
 //! PostgreSQL caps a payload below 8,000 bytes, so a batch becomes as many
 //! notifications as needed, each at most [`MAX_PAYLOAD_BYTES`].
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use citygauge_domain::kind::FieldType;
 use citygauge_domain::{Field, Kind, QualityLevel, Reading, Values};
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::StoreError;
@@ -39,26 +38,34 @@ pub struct ChangedReading {
     pub values: Map<String, Value>,
 }
 
+mod wire;
+
 /// The payloads announcing `readings`, each at most [`MAX_PAYLOAD_BYTES`].
 pub fn encode(readings: &[&Reading]) -> Vec<String> {
     let budget = MAX_PAYLOAD_BYTES - ENVELOPE_HEAD.len() - ENVELOPE_TAIL.len();
     let mut payloads = Vec::new();
-    let mut current = String::from(ENVELOPE_HEAD);
+    let mut current = String::with_capacity(MAX_PAYLOAD_BYTES);
+    current.push_str(ENVELOPE_HEAD);
+    let mut item = String::with_capacity(256);
     for reading in readings {
-        let mut item = item_json(reading, usize::MAX);
+        item.clear();
+        wire::write_item(&mut item, reading, usize::MAX, usize::MAX);
         if item.len() > budget {
             // Only absurd ids, fault codes or reason lists get here: a listener
             // is better served by a shortened row than by none.
-            item = item_json(reading, SHORTENED_TEXT_BYTES);
+            item.clear();
+            wire::write_item(&mut item, reading, SHORTENED_TEXT_BYTES, SHORTENED_REASONS);
         }
-        if item.is_empty() || item.len() > budget {
-            tracing::warn!(sensor_id = %truncated(&reading.sensor_id, 64), "reading too large to announce");
+        if item.len() > budget {
+            tracing::warn!(sensor_id = %wire::truncated(&reading.sensor_id, 64), "reading too large to announce");
             continue;
         }
         let separator = usize::from(current.len() > ENVELOPE_HEAD.len());
         if current.len() + separator + item.len() + ENVELOPE_TAIL.len() > MAX_PAYLOAD_BYTES {
             current.push_str(ENVELOPE_TAIL);
-            payloads.push(std::mem::replace(&mut current, String::from(ENVELOPE_HEAD)));
+            let next = String::with_capacity(MAX_PAYLOAD_BYTES);
+            payloads.push(std::mem::replace(&mut current, next));
+            current.push_str(ENVELOPE_HEAD);
         }
         if current.len() > ENVELOPE_HEAD.len() {
             current.push(',');
@@ -78,57 +85,6 @@ const SHORTENED_TEXT_BYTES: usize = 64;
 /// How many quality reasons a shortened item keeps.
 const SHORTENED_REASONS: usize = 8;
 
-#[derive(Serialize)]
-struct WireOut<'a> {
-    k: &'static str,
-    s: &'a str,
-    t: String,
-    q: &'static str,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    qr: Vec<&'a str>,
-    x: Columns,
-}
-
-/// Column values in table order (a `serde_json::Map` would sort them).
-struct Columns(Vec<(&'static str, Value)>);
-
-impl Serialize for Columns {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, value) in &self.0 {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
-    }
-}
-
-fn item_json(reading: &Reading, max_text: usize) -> String {
-    let shorten = max_text != usize::MAX;
-    let keep = if shorten { SHORTENED_REASONS } else { usize::MAX };
-    let columns = reading
-        .kind()
-        .columns()
-        .iter()
-        .filter_map(|&field| {
-            let value = match field_value(&reading.values, field)? {
-                Value::String(s) if shorten => Value::from(truncated(&s, max_text)),
-                other => other,
-            };
-            Some((field.name(), value))
-        })
-        .collect();
-    let wire = WireOut {
-        k: reading.kind().as_str(),
-        s: truncated(&reading.sensor_id, max_text),
-        t: reading.ts.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        q: reading.quality.level.as_str(),
-        qr: reading.quality.reasons.iter().take(keep).map(|r| truncated(r, max_text)).collect(),
-        x: Columns(columns),
-    };
-    // Serialising strings, numbers and bools into memory cannot fail.
-    serde_json::to_string(&wire).unwrap_or_default()
-}
-
 /// A stored column's value as JSON, `None` when null.
 pub fn field_value(values: &Values, field: Field) -> Option<Value> {
     match (values, field.field_type()) {
@@ -141,17 +97,6 @@ pub fn field_value(values: &Values, field: Field) -> Option<Value> {
         (_, FieldType::Float) => values.number(field).and_then(|v| serde_json::Number::from_f64(v).map(Value::Number)),
         _ => None,
     }
-}
-
-fn truncated(s: &str, max_bytes: usize) -> &str {
-    if s.len() <= max_bytes {
-        return s;
-    }
-    let mut end = max_bytes;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[derive(Deserialize)]
@@ -257,6 +202,75 @@ mod tests {
                 quality: Quality { level: QualityLevel::Bad, reasons: vec!["out_of_range:power_w".into()] },
             },
         ]
+    }
+
+    /// The item as `serde_json` writes it: the reference the hand-written
+    /// encoder must match byte for byte.
+    fn reference_item(reading: &Reading) -> String {
+        #[derive(serde::Serialize)]
+        struct WireOut<'a> {
+            k: &'static str,
+            s: &'a str,
+            t: String,
+            q: &'static str,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            qr: &'a [String],
+            x: serde_json::Value,
+        }
+        let mut x = String::from("{");
+        for &field in reading.kind().columns() {
+            if let Some(value) = field_value(&reading.values, field) {
+                if x.len() > 1 {
+                    x.push(',');
+                }
+                x.push_str(&serde_json::to_string(field.name()).unwrap());
+                x.push(':');
+                x.push_str(&serde_json::to_string(&value).unwrap());
+            }
+        }
+        x.push('}');
+        let wire = WireOut {
+            k: reading.kind().as_str(),
+            s: &reading.sensor_id,
+            t: reading.ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            q: reading.quality.level.as_str(),
+            qr: &reading.quality.reasons,
+            x: serde_json::Value::Null,
+        };
+        let head = serde_json::to_string(&wire).unwrap();
+        format!("{}{x}}}", head.strip_suffix("null}").unwrap())
+    }
+
+    proptest::proptest! {
+        /// Any text, any time, any values: the same bytes as serde_json.
+        #[test]
+        fn the_hand_written_item_matches_serde_json(
+            id in "\\PC{0,12}|[\\x00-\\x7f]{0,12}",
+            micros in -70_000_000_000_000_000i64..300_000_000_000_000_000,
+            nanos in proptest::prop_oneof![proptest::strategy::Just(0u32), 0u32..1_000_000_000],
+            milli in proptest::bool::ANY,
+            value in proptest::num::f64::ANY,
+            interval in proptest::option::of(proptest::num::i32::ANY),
+            lamp in proptest::option::of(proptest::bool::ANY),
+            fault in proptest::option::of("\\PC{0,6}|[\\x00-\\x20\"\\\\]{0,6}"),
+            reasons in proptest::collection::vec("[a-z_:\\x00-\\x1f]{0,10}", 0..3),
+            kind in 0usize..5,
+        ) {
+            let nanos = if milli { nanos / 1_000_000 * 1_000_000 } else { nanos };
+            let ts = DateTime::from_timestamp(micros.div_euclid(1_000_000), nanos).unwrap();
+            let values = match kind {
+                0 => Values::Rainfall { rain_mm: value, interval_s: interval },
+                1 => Values::WaterLevel { level_m: value },
+                2 => Values::FloodDepth { depth_cm: value },
+                3 => Values::AirQuality(AirQuality { pm10_ugm3: Some(value), rh_pct: Some(-value), ..AirQuality::default() }),
+                _ => Values::Streetlight(Streetlight { lamp_on: lamp, fault, power_w: Some(value), ..Streetlight::default() }),
+            };
+            let quality = Quality { level: QualityLevel::Suspect, reasons };
+            let reading = Reading { sensor_id: id, ts, values, quality };
+            let mut got = String::new();
+            wire::write_item(&mut got, &reading, usize::MAX, usize::MAX);
+            proptest::prop_assert_eq!(got, reference_item(&reading));
+        }
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub enum StoreError {
     /// A change-stream payload that is not what [`crate::changes`] sends.
     #[error("invalid change notification: {0}")]
     ChangePayload(String),
+    /// A value the binary COPY encoder cannot send (a time outside
+    /// PostgreSQL's range): the row's fault, so set aside like refused data.
+    #[error("cannot encode a row: {0}")]
+    Encode(String),
 }
 
 /// What to do about a database error: decided here, once, for every caller.
@@ -168,7 +172,7 @@ impl StoreError {
             | StoreError::SchemaTooNew { .. }
             | StoreError::MigrationChanged { .. }
             | StoreError::TimescaleUnavailable(_) => ErrorClass::Fatal,
-            StoreError::ChangePayload(_) => ErrorClass::Data,
+            StoreError::ChangePayload(_) | StoreError::Encode(_) => ErrorClass::Data,
         }
     }
 

@@ -22,8 +22,8 @@
 //! borrows from the payload; a record that does not fit it (a wrong type) is
 //! read again generically to say exactly what is wrong with it.
 
+use crate::FastHashMap as HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
@@ -118,29 +118,39 @@ struct Base {
 }
 
 pub fn decode(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Records, DomainError> {
-    let pack: Vec<&RawValue> = serde_json::from_slice(payload).map_err(|e| {
+    // Fields that end in `_` must be understood, or the whole pack rejected.
+    // Only a payload with `_"` in it can have one, so most packs skip this.
+    let must_check = payload.windows(2).any(|w| w == b"_\"");
+    // The common case in one pass: every record reads as typed fields. Any
+    // failure reads the pack again record by record, which keeps the good
+    // records and names what is wrong in the others.
+    if !must_check {
+        if let Ok(records) = serde_json::from_slice::<Vec<Fields<'_>>>(payload) {
+            if records.is_empty() {
+                return Err(DomainError::NoReadings);
+            }
+            let mut pack = Pack::with_capacity(records.len());
+            for fields in &records {
+                pack.add(fields, ctx);
+            }
+            return Ok(pack.out);
+        }
+    }
+    let raw_pack: Vec<&RawValue> = serde_json::from_slice(payload).map_err(|e| {
         if e.is_data() {
             DomainError::MalformedPayload("a SenML pack is a JSON array of records".into())
         } else {
             DomainError::MalformedPayload(e.to_string())
         }
     })?;
-    if pack.is_empty() {
+    if raw_pack.is_empty() {
         return Err(DomainError::NoReadings);
     }
-    // Fields that end in `_` must be understood, or the whole pack rejected.
-    // Only a payload with `_"` in it can have one, so most packs skip this.
-    if payload.windows(2).any(|w| w == b"_\"") {
-        must_understand(&pack)?;
+    if must_check {
+        must_understand(&raw_pack)?;
     }
-    let mut base = Base::default();
-    let mut out: Records = Vec::with_capacity(pack.len());
-    // Readings by time; records of several sensors at one time are chained.
-    let mut by_time: HashMap<DateTime<Utc>, usize> = HashMap::with_capacity(pack.len());
-    let mut same_time: Vec<Option<usize>> = Vec::with_capacity(pack.len());
-    // Readings whose interval came from `ut`: an explicit interval replaces it.
-    let mut interval_from_ut: Vec<bool> = Vec::new();
-    for raw in pack {
+    let mut pack = Pack::with_capacity(raw_pack.len());
+    for raw in raw_pack {
         let generic: Value;
         let fields = match serde_json::from_str::<Fields<'_>>(raw.get()) {
             Ok(fields) => fields,
@@ -149,56 +159,83 @@ pub fn decode(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Records, Domain
                 match generic.as_object().map(Fields::from_object) {
                     Some(Ok(fields)) => fields,
                     Some(Err(e)) => {
-                        push_error(&mut out, &mut same_time, e);
+                        pack.error(e);
                         continue;
                     }
                     None => {
-                        let e = DomainError::MalformedPayload("SenML records must be JSON objects".into());
-                        push_error(&mut out, &mut same_time, e);
+                        pack.error(DomainError::MalformedPayload("SenML records must be JSON objects".into()));
                         continue;
                     }
                 }
             }
         };
-        if let Err(e) = update_base(&mut base, &fields) {
-            push_error(&mut out, &mut same_time, e);
-            continue;
+        pack.add(&fields, ctx);
+    }
+    Ok(pack.out)
+}
+
+/// A pack's records as they are resolved, in order.
+struct Pack {
+    base: Base,
+    out: Records,
+    /// Readings by time; records of several sensors at one time are chained.
+    by_time: HashMap<DateTime<Utc>, usize>,
+    same_time: Vec<Option<usize>>,
+    /// Readings whose interval came from `ut`: an explicit interval replaces it.
+    interval_from_ut: Vec<bool>,
+}
+
+impl Pack {
+    fn with_capacity(records: usize) -> Pack {
+        Pack {
+            base: Base::default(),
+            out: Vec::with_capacity(records),
+            by_time: HashMap::with_capacity_and_hasher(records, Default::default()),
+            same_time: Vec::with_capacity(records),
+            interval_from_ut: Vec::new(),
         }
-        let Entry { sensor_id, field, ts, value, interval } = match entry(&base, &fields, ctx) {
+    }
+
+    fn error(&mut self, error: DomainError) {
+        push_error(&mut self.out, &mut self.same_time, error);
+    }
+
+    fn add(&mut self, fields: &Fields<'_>, ctx: &DecodeContext<'_>) {
+        if let Err(e) = update_base(&mut self.base, fields) {
+            return self.error(e);
+        }
+        let Entry { sensor_id, field, ts, value, interval } = match entry(&self.base, fields, ctx) {
             Ok(entry) => entry,
-            Err(e) => {
-                push_error(&mut out, &mut same_time, e);
-                continue;
-            }
+            Err(e) => return self.error(e),
         };
-        let mut slot = by_time.get(&ts).copied();
+        let out = &mut self.out;
+        let mut slot = self.by_time.get(&ts).copied();
         let mut existing = None;
         while let Some(i) = slot {
             if matches!(&out[i], Ok(r) if r.sensor_id == sensor_id) {
                 existing = Some(i);
                 break;
             }
-            slot = same_time[i];
+            slot = self.same_time[i];
         }
         let index = match existing {
             Some(i) => match out[i].as_mut() {
                 Ok(record) if record.kind == field.kind() => {
-                    if field == Field::IntervalS && interval_from_ut.get(i).copied().unwrap_or(false) {
+                    if field == Field::IntervalS && self.interval_from_ut.get(i).copied().unwrap_or(false) {
                         record.fields.retain(|(f, _)| *f != Field::IntervalS);
-                        interval_from_ut[i] = false;
+                        self.interval_from_ut[i] = false;
                     }
                     record.fields.push((field, value));
                     i
                 }
                 Ok(record) => {
                     let problem = format!("sensor `{sensor_id}` also sends {} fields in this pack", record.kind);
-                    push_error(&mut out, &mut same_time, DomainError::invalid(field.name(), problem));
-                    continue;
+                    return self.error(DomainError::invalid(field.name(), problem));
                 }
-                Err(_) => continue, // only records that decoded are matched
+                Err(_) => return, // only records that decoded are matched
             },
             None => {
-                same_time.push(by_time.insert(ts, out.len()));
+                self.same_time.push(self.by_time.insert(ts, out.len()));
                 out.push(Ok(RawRecord {
                     sensor_id: sensor_id.into_owned(),
                     kind: field.kind(),
@@ -209,17 +246,16 @@ pub fn decode(payload: &[u8], ctx: &DecodeContext<'_>) -> Result<Records, Domain
                 out.len() - 1
             }
         };
-        if let (Some(interval), Ok(record)) = (interval, out[index].as_mut()) {
+        if let (Some(interval), Ok(record)) = (interval, self.out[index].as_mut()) {
             if !record.fields.iter().any(|(f, _)| *f == Field::IntervalS) {
                 record.fields.push((Field::IntervalS, interval));
-                if interval_from_ut.len() <= index {
-                    interval_from_ut.resize(index + 1, false);
+                if self.interval_from_ut.len() <= index {
+                    self.interval_from_ut.resize(index + 1, false);
                 }
-                interval_from_ut[index] = true;
+                self.interval_from_ut[index] = true;
             }
         }
     }
-    Ok(out)
 }
 
 /// The SenML media type (RFC 8428 section 12.3), as an MQTT 5 content type.

@@ -5,7 +5,7 @@
 //! number of new ids (one SenML pack can name thousands) grows the registry
 //! without bound.
 
-use std::collections::HashMap;
+use crate::FastHashMap as HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 
