@@ -159,6 +159,18 @@ fn bool_expr(set: &'static Set, base: DateTime<Utc>) -> BoxedStrategy<E> {
         (3, (cmp(), num_expr(set), num_expr(set)).prop_map(|(op, x, y)| E::Cmp(op, b(x), b(y))).boxed()),
         (2, (cmp(), text_expr(set), text_expr(set)).prop_map(|(op, x, y)| E::Cmp(op, b(x), b(y))).boxed()),
         (
+            1,
+            (num_expr(set), prop::collection::vec((-40i64..80).prop_map(|n| E::Lit(V::Float(n as f64 / 2.0))), 1..4))
+                .prop_map(|(x, list)| E::In(b(x), list))
+                .boxed(),
+        ),
+        (
+            1,
+            (text_expr(set), prop::collection::vec(prop::sample::select(&WORDS[..]), 1..4))
+                .prop_map(|(x, words)| E::In(b(x), words.iter().map(|w| E::Lit(V::Str(w.to_string()))).collect()))
+                .boxed(),
+        ),
+        (
             2,
             (prop::sample::select(&["startswith", "endswith", "substringof"][..]), text_expr(set), text_expr(set))
                 .prop_map(|(f, x, y)| E::Call(f, vec![x, y]))

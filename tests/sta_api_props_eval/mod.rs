@@ -34,6 +34,8 @@ pub enum E {
     Cmp(&'static str, Box<E>, Box<E>),
     Logic(&'static str, Box<E>, Box<E>),
     Not(Box<E>),
+    /// `value in (a, b)`: SQL `IN`, true if one equals, else NULL if one is NULL.
+    In(Box<E>, Vec<E>),
 }
 
 impl fmt::Display for E {
@@ -48,6 +50,13 @@ impl fmt::Display for E {
             E::Arith(op, a, b) | E::Cmp(op, a, b) | E::Logic(op, a, b) => write!(f, "({a} {op} {b})"),
             E::Neg(a) => write!(f, "-({a})"),
             E::Not(a) => write!(f, "not ({a})"),
+            E::In(a, list) => {
+                write!(f, "({a} in (")?;
+                for (k, x) in list.iter().enumerate() {
+                    write!(f, "{}{x}", if k > 0 { "," } else { "" })?;
+                }
+                f.write_str("))")
+            }
             E::Call(name, args) => {
                 write!(f, "{name}(")?;
                 for (k, a) in args.iter().enumerate() {
@@ -195,6 +204,17 @@ pub fn eval(e: &E, entity: &Value) -> Option<V> {
             v.map(V::Bool)
         }
         E::Not(a) => truth(eval(a, entity)).map(|b| V::Bool(!b)),
+        E::In(a, list) => {
+            let mut unknown = false;
+            for x in list {
+                match truth(eval(&E::Cmp("eq", a.clone(), Box::new(x.clone())), entity)) {
+                    Some(true) => return Some(V::Bool(true)),
+                    Some(false) => {}
+                    None => unknown = true,
+                }
+            }
+            (!unknown).then_some(V::Bool(false))
+        }
     }
 }
 

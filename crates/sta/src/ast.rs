@@ -50,6 +50,35 @@ pub enum ExprKind {
         func: Func,
         args: Vec<Expr>,
     },
+    /// `value in (a, b, c)` (OData 4.01, which STA 1.1 clients send).
+    In {
+        value: Box<Expr>,
+        list: Vec<Expr>,
+    },
+    /// `Datastreams/any(d: d/name eq 'x')`: a condition over a to-many
+    /// navigation property. `var` and `body` are absent in `any()`
+    /// ("the collection is not empty").
+    Lambda {
+        collection: Path,
+        op: LambdaOp,
+        var: Option<String>,
+        body: Option<Box<Expr>>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LambdaOp {
+    Any,
+    All,
+}
+
+impl LambdaOp {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            LambdaOp::Any => "any",
+            LambdaOp::All => "all",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -192,12 +221,22 @@ impl Expr {
             ExprKind::Call { func, args } => {
                 ExprKind::Call { func: *func, args: args.iter().map(Expr::without_spans).collect() }
             }
+            ExprKind::In { value, list } => ExprKind::In {
+                value: Box::new(value.without_spans()),
+                list: list.iter().map(Expr::without_spans).collect(),
+            },
+            ExprKind::Lambda { collection, op, var, body } => ExprKind::Lambda {
+                collection: collection.clone(),
+                op: *op,
+                var: var.clone(),
+                body: body.as_ref().map(|b| Box::new(b.without_spans())),
+            },
         };
         Expr { kind, span: Span::default() }
     }
 
     fn is_atomic(&self) -> bool {
-        matches!(self.kind, ExprKind::Literal(_) | ExprKind::Path(_) | ExprKind::Call { .. })
+        matches!(self.kind, ExprKind::Literal(_) | ExprKind::Path(_) | ExprKind::Call { .. } | ExprKind::Lambda { .. })
     }
 }
 
@@ -297,6 +336,23 @@ impl fmt::Display for Expr {
                         f.write_str(",")?;
                     }
                     write!(f, "{a}")?;
+                }
+                f.write_str(")")
+            }
+            ExprKind::In { value, list } => {
+                write!(f, "{} in (", Operand(value))?;
+                for (i, a) in list.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                f.write_str(")")
+            }
+            ExprKind::Lambda { collection, op, var, body } => {
+                write!(f, "{collection}/{}(", op.keyword())?;
+                if let (Some(v), Some(b)) = (var, body) {
+                    write!(f, "{v}:{b}")?;
                 }
                 f.write_str(")")
             }

@@ -47,16 +47,17 @@ mod options;
 mod parse;
 pub mod sql;
 mod sqlfn;
+mod sqlnav;
 pub mod typeck;
 mod wkt;
 
-pub use ast::{BinaryOp, Expr, ExprKind, Func, Literal, Path, Segment, Span, UnaryOp};
+pub use ast::{BinaryOp, Expr, ExprKind, Func, LambdaOp, Literal, Path, Segment, Span, UnaryOp};
 pub use error::{Result, StaError};
 pub use model::{validate, EntityType};
 pub use options::{
     decode_component, parse_expand, parse_expr, parse_filter, parse_orderby, Expand, OrderBy, QueryOptions,
     ResultFormat,
 };
-pub use sql::{orderby_to_sql, to_sql, Resolved, Schema, SqlBuilder, SqlParam};
+pub use sql::{orderby_to_sql, to_sql, Collection, Resolved, Schema, SqlBuilder, SqlParam};
 pub use typeck::Type;
 pub use wkt::{Coord, Geometry};

@@ -44,6 +44,34 @@ pub trait Schema {
     /// Resolves `path`, or explains why it is unknown (the message is shown
     /// to the client, e.g. "Datastreams have no property 'nmae'").
     fn resolve(&self, path: &Path) -> std::result::Result<Resolved, String>;
+
+    /// The elements of the to-many navigation property `nav` (`Datastreams`
+    /// of a Thing) seen through `alias`, for `any`/`all` and for to-many
+    /// paths in comparisons; `None` when `nav` is not one. To-one navigation
+    /// properties may be given too, as [`Collection::single`]. The default
+    /// has no collections.
+    fn collection(&self, nav: &str, alias: &str) -> Option<std::result::Result<Collection, String>> {
+        let _ = (nav, alias);
+        None
+    }
+}
+
+/// What [`Schema::collection`] returns.
+pub struct Collection {
+    /// `FROM <source> AS <alias> WHERE <correlation with the outer row>`,
+    /// ready for `EXISTS (SELECT 1 {from} AND <condition>)`. Server text only.
+    pub from: String,
+    /// The elements' schema, its columns qualified by the alias.
+    pub schema: Box<dyn Schema>,
+    /// A to-one navigation property as a collection of (at most) one: only
+    /// opened when a path goes on through a to-many one (`Thing/Locations/name`).
+    pub single: bool,
+}
+
+impl std::fmt::Debug for Collection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection").field("from", &self.from).finish_non_exhaustive()
+    }
 }
 
 /// Helper for [`Schema`] implementations: the JSON keys after `skip`
@@ -65,6 +93,8 @@ pub fn json_keys(path: &Path, skip: usize) -> Vec<String> {
 pub struct SqlBuilder {
     params: Vec<SqlParam>,
     offset: usize,
+    /// Subquery aliases handed out (`c1`, `c2`...), unique per statement.
+    aliases: usize,
 }
 
 impl SqlBuilder {
@@ -75,7 +105,12 @@ impl SqlBuilder {
 
     /// The first parameter will be `$(already + 1)`.
     pub fn after(already: usize) -> SqlBuilder {
-        SqlBuilder { params: Vec::new(), offset: already }
+        SqlBuilder { params: Vec::new(), offset: already, aliases: 0 }
+    }
+
+    pub(crate) fn next_alias(&mut self) -> (String, usize) {
+        self.aliases += 1;
+        (format!("c{}", self.aliases), self.aliases)
     }
 
     pub(crate) fn bind(&mut self, p: SqlParam, cast: &str) -> String {
@@ -93,7 +128,7 @@ impl SqlBuilder {
 
     /// A `WHERE` condition for a `$filter`.
     pub fn filter(&mut self, expr: &Expr, schema: &dyn Schema) -> Result<String> {
-        let t = Translator { b: self, schema, option: "$filter" };
+        let t = Translator { b: self, schema, option: "$filter", vars: Vec::new() };
         t.filter(expr)
     }
 
@@ -101,7 +136,7 @@ impl SqlBuilder {
     pub fn orderby(&mut self, keys: &[OrderBy], schema: &dyn Schema) -> Result<String> {
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            let mut t = Translator { b: &mut *self, schema, option: "$orderby" };
+            let mut t = Translator { b: &mut *self, schema, option: "$orderby", vars: Vec::new() };
             typeck::check_orderby(&k.expr, "$orderby", &|p: &Path| t.path_type(p))?;
             let v = t.expr(&k.expr)?;
             out.push(format!("{} {}", v.sql, if k.descending { "DESC" } else { "ASC" }));
@@ -132,8 +167,11 @@ pub(crate) struct Typed {
 
 pub(crate) struct Translator<'a> {
     pub(crate) b: &'a mut SqlBuilder,
-    schema: &'a dyn Schema,
-    option: &'static str,
+    pub(crate) schema: &'a dyn Schema,
+    pub(crate) option: &'static str,
+    /// Lambda variables in scope, innermost last: name, the name shown in
+    /// messages, and the schema of the collection's elements.
+    pub(crate) vars: Vec<(String, String, Box<dyn Schema>)>,
 }
 
 /// Escapes `%`, `_` and `\` for a LIKE pattern (backslash is the default escape).
@@ -149,13 +187,6 @@ pub(crate) fn like_escape(s: &str) -> String {
 }
 
 impl Translator<'_> {
-    fn path_type(&self, p: &Path) -> std::result::Result<Type, String> {
-        Ok(match self.schema.resolve(p)? {
-            Resolved::Column { ty, .. } => ty,
-            Resolved::Json { .. } => Type::Json,
-        })
-    }
-
     fn filter(mut self, e: &Expr) -> Result<String> {
         typeck::check_filter(e, self.option, &|p: &Path| self.path_type(p))?;
         let v = self.expr(e)?;
@@ -208,11 +239,10 @@ impl Translator<'_> {
     }
 
     fn path(&mut self, e: &Expr, p: &Path) -> Result<Typed> {
-        let resolved = self.schema.resolve(p).map_err(|message| StaError::UnknownProperty {
-            option: self.option,
-            pos: e.span.start,
-            message,
-        })?;
+        let resolved = self
+            .scoped(p)
+            .and_then(|(schema, rest)| schema.resolve(&rest))
+            .map_err(|message| StaError::UnknownProperty { option: self.option, pos: e.span.start, message })?;
         Ok(match resolved {
             Resolved::Column { sql, ty } => Typed { sql: format!("({sql})"), ty },
             Resolved::Json { sql, keys } if keys.is_empty() => Typed { sql: format!("({sql})"), ty: Type::Json },
@@ -223,8 +253,21 @@ impl Translator<'_> {
         })
     }
 
-    fn expr(&mut self, e: &Expr) -> Result<Typed> {
+    pub(crate) fn expr(&mut self, e: &Expr) -> Result<Typed> {
+        let condition = match &e.kind {
+            ExprKind::Binary { op, .. } => op.is_comparison(),
+            ExprKind::In { .. } => true,
+            ExprKind::Call { func, .. } => typeck::returns_bool(*func),
+            _ => false,
+        };
+        if condition {
+            if let Some((var, nav)) = self.to_many_path(e) {
+                return self.implicit_any(e, var, nav);
+            }
+        }
         match &e.kind {
+            ExprKind::Lambda { collection, op, var, body } => self.lambda(e, collection, *op, var, body),
+            ExprKind::In { value, list } => self.in_list(value, list),
             ExprKind::Literal(l) => Ok(self.literal(l)),
             ExprKind::Path(p) => self.path(e, p),
             ExprKind::Unary { op, operand } => {

@@ -134,7 +134,45 @@ pub fn check(e: &Expr, option: &'static str, resolve: &Resolver<'_>) -> Result<T
             call_type(*func, args, &types)
                 .map_err(|(k, m)| type_error(option, args.get(k).map_or(at, |a| a.span.start), m))
         }
+        ExprKind::In { value, list } => {
+            let v = check(value, option, resolve)?;
+            let types = list.iter().map(|a| check(a, option, resolve)).collect::<Result<Vec<_>>>()?;
+            in_type(v, &types).map_err(|(k, m)| type_error(option, list[k].span.start, m))
+        }
+        ExprKind::Lambda { var, body, op, .. } => {
+            let (Some(var), Some(body)) = (var, body) else { return Ok(Type::Bool) };
+            // The schema sees the variable's paths only while translating
+            // (it knows the collection's entity type then); here they are untyped.
+            let scoped = |p: &Path| match p.segments.first() {
+                Some(crate::ast::Segment::Name(n)) if n == var => Ok(Type::Any),
+                _ => resolve(p),
+            };
+            let t = check(body, option, &scoped)?;
+            if !(t == Type::Bool || t.flexible()) {
+                let message = format!("the condition of {} must be a boolean expression, this is {t}", op.keyword());
+                return Err(type_error(option, body.span.start, message));
+            }
+            Ok(Type::Bool)
+        }
     }
+}
+
+/// `value in (list)`: every element must be comparable with the value and
+/// the elements with each other (one SQL `IN` list has one type).
+pub(crate) fn in_type(v: Type, types: &[Type]) -> std::result::Result<Type, (usize, String)> {
+    let mut first: Option<Type> = None;
+    for (k, &t) in types.iter().enumerate() {
+        comparable(BinaryOp::Eq, v, t).map_err(|m| (k, m.replace("using eq", "with 'in'")))?;
+        match first {
+            Some(f) if t != Type::Null && !t.flexible() => {
+                comparable(BinaryOp::Eq, f, t)
+                    .map_err(|_| (k, format!("the values after 'in' must be of one type: {f} and {t}")))?;
+            }
+            None if t != Type::Null && !t.flexible() => first = Some(t),
+            _ => {}
+        }
+    }
+    Ok(Type::Bool)
 }
 
 pub(crate) fn unary_type(op: UnaryOp, t: Type) -> std::result::Result<Type, String> {
@@ -188,9 +226,10 @@ pub(crate) fn binary_type(op: BinaryOp, l: Type, r: Type) -> std::result::Result
         (BinaryOp::Add, Duration | Any, DateTime) => Some(DateTime),
         (BinaryOp::Sub, DateTime, DateTime) => Some(Duration),
         (BinaryOp::Sub, Any, DateTime) => Some(Any),
-        (BinaryOp::Add | BinaryOp::Sub, Duration, Duration | Any) | (BinaryOp::Add | BinaryOp::Sub, Any, Duration) => {
-            Some(Duration)
-        }
+        (BinaryOp::Add | BinaryOp::Sub, Duration, Duration) | (BinaryOp::Sub, Duration, Any) => Some(Duration),
+        // An untyped side may be a date-time (`phenomenonTime add
+        // duration'PT1H'`) or a duration: not known until the schema says.
+        (BinaryOp::Add | BinaryOp::Sub, Any, Duration) | (BinaryOp::Add, Duration, Any) => Some(Any),
         _ => None,
     };
     result.ok_or_else(|| match op {
@@ -265,6 +304,11 @@ fn signature(f: Func) -> (&'static [P], Type) {
         | StContains => (&[P::Geo, P::Geo], Type::Bool),
         StRelate => (&[P::Geo, P::Geo, P::Str], Type::Bool),
     }
+}
+
+/// Whether `f` is a condition (so a to-many path in it means "any").
+pub(crate) fn returns_bool(f: Func) -> bool {
+    signature(f).1 == Type::Bool
 }
 
 /// The result type of a call, or the index of the bad argument and why.

@@ -52,6 +52,11 @@ fn atom() -> impl Strategy<Value = String> {
         "Thing/Locations/location",
         "nmae",
         "Thing/properties/'",
+        "Datastreams/name",
+        "Datastreams/Observations/result",
+        "Observations/phenomenonTime",
+        "d/name",
+        "o/result",
     ];
     prop_oneof![
         prop::sample::select(paths.to_vec()).prop_map(str::to_string),
@@ -104,6 +109,19 @@ fn filter_text() -> impl Strategy<Value = String> {
             inner.clone().prop_map(|x| format!("({x})")),
             (prop::sample::select(funcs.to_vec()), prop::collection::vec(inner.clone(), 0..4))
                 .prop_map(|(f, args)| format!("{f}({})", args.join(","))),
+            (inner.clone(), prop::collection::vec(inner.clone(), 0..4))
+                .prop_map(|(x, list)| format!("{x} in ({})", list.join(","))),
+            (
+                prop::sample::select(vec!["Datastreams", "Observations", "d/Observations", "name", "Thing/Locations"]),
+                prop::sample::select(vec!["any", "all"]),
+                prop::sample::select(vec!["d", "o", ""]),
+                inner.clone()
+            )
+                .prop_map(|(c, op, v, x)| if v.is_empty() {
+                    format!("{c}/{op}()")
+                } else {
+                    format!("{c}/{op}({v}: {x})")
+                }),
             (0usize..80, inner.clone(), 0usize..80).prop_map(|(open, x, close)| format!(
                 "{}{x}{}",
                 "(".repeat(open),

@@ -6,8 +6,8 @@ mod common;
 use chrono::{FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use citygauge_sta::ast::IsoDuration;
 use citygauge_sta::{
-    parse_expr, parse_filter, to_sql, BinaryOp, Coord, EntityType, Expr, ExprKind, Func, Geometry, Literal, Path,
-    QueryOptions, Segment, Span, SqlParam, UnaryOp,
+    parse_expr, parse_filter, to_sql, BinaryOp, Coord, EntityType, Expr, ExprKind, Func, Geometry, LambdaOp, Literal,
+    Path, QueryOptions, Segment, Span, SqlParam, UnaryOp,
 };
 use common::TestSchema;
 use proptest::prelude::*;
@@ -73,6 +73,21 @@ fn expr() -> impl Strategy<Value = Expr> {
                 .prop_map(|(op, x)| e(ExprKind::Unary { op, operand: Box::new(x) })),
             (prop::sample::select(BinaryOp::ALL.to_vec()), inner.clone(), inner.clone())
                 .prop_map(|(op, l, r)| e(ExprKind::Binary { op, left: Box::new(l), right: Box::new(r) })),
+            (inner.clone(), prop::collection::vec(inner.clone(), 1..4))
+                .prop_map(|(v, list)| e(ExprKind::In { value: Box::new(v), list })),
+            (path(), any::<bool>(), name(), prop::option::of(inner.clone())).prop_filter_map(
+                "lambda",
+                |(collection, all, var, body)| {
+                    let op = if all { LambdaOp::All } else { LambdaOp::Any };
+                    let hides = collection.names().next() == Some(var.as_str());
+                    let (var, body) = match body {
+                        Some(b) if !hides => (Some(var), Some(Box::new(b))),
+                        None if !all => (None, None),
+                        _ => return None,
+                    };
+                    Some(e(ExprKind::Lambda { collection, op, var, body }))
+                }
+            ),
             (prop::sample::select(funcs), prop::collection::vec(inner, 0..4)).prop_filter_map(
                 "arity",
                 |(func, args)| {

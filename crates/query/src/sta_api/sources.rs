@@ -10,7 +10,7 @@
 
 use citygauge_domain::Kind;
 use citygauge_sta::sql::json_keys;
-use citygauge_sta::{EntityType, Path, Resolved, Schema, Segment, Type};
+use citygauge_sta::{Collection, EntityType, Path, Resolved, Schema, Segment, Type};
 
 use super::model::{self, IDS_PER_THING, OBSERVED_PROPERTIES, STREAMS};
 
@@ -32,13 +32,25 @@ pub enum ObsScope<'a> {
     /// (see [`lateral_parents`]). A plain column of the outer row lets each
     /// branch use the primary key, where a correlated subquery would not.
     Lateral(bool),
+    /// The Observations of one Datastream of an outer row in a `$filter`
+    /// (`Datastreams?$filter=Observations/any(...)`): its id and sensor are
+    /// plain columns of that row, so each branch is a `(sensor_id, ts)`
+    /// index range per outer row, and the row's kind leaves one branch
+    /// (the others are cut by one-time filters, never probed).
+    Correlated {
+        ds: &'a str,
+        sensor: &'a str,
+        kind: &'a str,
+    },
 }
 
 /// The parents of a `LATERAL` read of Observations, with their sensor:
 /// `$1` holds Datastream ids (`datastreams`) or Thing ids.
 pub fn lateral_parents(datastreams: bool) -> String {
     let sta = if datastreams { format!("u.pid / {IDS_PER_THING}") } else { "u.pid".to_string() };
-    format!("(SELECT u.pid, s.id AS sid FROM unnest($1::int8[]) AS u(pid) JOIN sensors s ON s.sta_id = {sta} AND {VISIBLE}) AS p")
+    format!(
+        "(SELECT u.pid, s.id AS sid FROM unnest($1::int8[]) AS u(pid) JOIN sensors s ON s.sta_id = {sta} AND {VISIBLE}) AS p"
+    )
 }
 
 fn kind_case(f: impl Fn(Kind) -> &'static str) -> String {
@@ -136,6 +148,11 @@ fn observation_branch(st: &model::Stream, scope: ObsScope<'_>) -> String {
         ObsScope::Lateral(false) => format!(
             "SELECT p.pid * {IDS_PER_THING} + {idx} AS ds_id, p.pid AS thing_id, {values} FROM {kind} r \
              WHERE r.sensor_id = p.sid AND r.{col} IS NOT NULL"
+        ),
+        ObsScope::Correlated { ds, sensor, kind: outer_kind } => format!(
+            "SELECT {ds} AS ds_id, {ds} / {IDS_PER_THING} AS thing_id, {values} FROM {kind} r \
+             WHERE {outer_kind} = '{kind}' AND {ds} % {IDS_PER_THING} = {idx} AND r.sensor_id = {sensor} \
+             AND r.{col} IS NOT NULL"
         ),
         ObsScope::Thing(x) => format!(
             "SELECT ({x}) * {IDS_PER_THING} + {idx} AS ds_id, ({x}) AS thing_id, {values} FROM {kind} r \
@@ -319,7 +336,9 @@ impl Schema for EntitySchema {
         };
         let key = to_one_key(self.et, first);
         let (false, Some(key)) = (many, key) else {
-            return Err(format!("filtering through the collection '{first}' of {set} is not supported"));
+            return Err(format!(
+                "'{first}' is a collection of {set}: use it in a condition ({first}/name eq 'x') or with any/all"
+            ));
         };
         if path.segments.len() < 2 {
             return Err(format!("'{first}' is an entity, not a value; name one of its properties"));
@@ -339,6 +358,35 @@ impl Schema for EntitySchema {
             Resolved::Json { sql, keys } => Resolved::Json { sql: wrap(sql), keys },
         })
     }
+
+    /// A to-many navigation property's elements, correlated with this row
+    /// on the child's key (`c1.thing_id = e.id`), so `any`/`all` become
+    /// `EXISTS` subqueries the planner runs as (semi-)joins or index probes.
+    fn collection(&self, nav: &str, alias: &str) -> Option<Result<Collection, String>> {
+        let (target, many) = self.et.navigate(nav)?;
+        let set = self.et.set_name();
+        let a = &self.alias;
+        let schema = EntitySchema { et: target, alias: alias.to_string(), depth: 0 };
+        if !many {
+            let key = to_one_key(self.et, nav)?;
+            let from = format!("FROM ({}) AS {alias} WHERE {alias}.id = {a}.{key}", source(target, ObsScope::All));
+            return Some(Ok(Collection { from, schema: Box::new(schema), single: true }));
+        }
+        let Some(key) = to_many_key(self.et, nav) else {
+            return Some(Err(format!("filtering through the collection '{nav}' of {set} is not supported")));
+        };
+        let (ds, sensor, kind) = (format!("{a}.id"), format!("{a}.sensor_id"), format!("{a}.kind"));
+        let scope = match (self.et, target) {
+            // Per Datastream: the one kind table's (sensor_id, ts) key.
+            (EntityType::Datastream, EntityType::Observation) => {
+                ObsScope::Correlated { ds: &ds, sensor: &sensor, kind: &kind }
+            }
+            (_, EntityType::Observation) => ObsScope::Thing(&ds),
+            _ => ObsScope::All,
+        };
+        let from = format!("FROM ({}) AS {alias} WHERE {alias}.{key} = {a}.id", source(target, scope));
+        Some(Ok(Collection { from, schema: Box::new(schema), single: false }))
+    }
 }
 
 /// Source columns known never to be NULL (keyset paging can then use a
@@ -346,6 +394,10 @@ impl Schema for EntitySchema {
 pub fn never_null(sql: &str) -> bool {
     matches!(sql, "(e.id)" | "(e.ts)" | "(e.ds_id)" | "e.id" | "e.ts" | "e.ds_id")
 }
+
+#[cfg(test)]
+#[path = "sources_plan.rs"]
+mod plan;
 
 #[cfg(test)]
 mod tests {

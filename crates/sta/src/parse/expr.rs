@@ -11,7 +11,7 @@ use winnow::stream::Stream;
 
 use super::lex::{self, is_ident_start, kw, rest, ws};
 use super::{describe_next, nested, node, pos, syntax_at, In, PErr, PResult};
-use crate::ast::{BinaryOp, Expr, ExprKind, Func, Literal, Path, Segment, Span, UnaryOp};
+use crate::ast::{BinaryOp, Expr, ExprKind, Func, LambdaOp, Literal, Path, Segment, Span, UnaryOp};
 use crate::limits::{MAX_EXPR_DEPTH, MAX_PATH_SEGMENTS};
 
 /// An expression with its own node and depth budget.
@@ -45,6 +45,11 @@ fn check_tree_depth(e: &Expr) -> PResult<()> {
                 stack.push((right, d + 1));
             }
             ExprKind::Call { args, .. } => stack.extend(args.iter().map(|a| (a, d + 1))),
+            ExprKind::In { value, list } => {
+                stack.push((value, d + 1));
+                stack.extend(list.iter().map(|a| (a, d + 1)));
+            }
+            ExprKind::Lambda { body, .. } => stack.extend(body.iter().map(|b| (&**b, d + 1))),
         }
     }
     Ok(())
@@ -104,12 +109,61 @@ const COMPARISONS: [BinaryOp; 6] = [BinaryOp::Eq, BinaryOp::Ne, BinaryOp::Gt, Bi
 
 fn comparison(i: &mut In<'_>) -> PResult<Expr> {
     let left = additive(i)?;
-    let Some((op, _)) = operator(i, &COMPARISONS)? else { return Ok(left) };
-    let right = additive(i)?;
+    let e = if let Some(at) = in_keyword(i)? {
+        in_list(i, at, left)?
+    } else {
+        let Some((op, _)) = operator(i, &COMPARISONS)? else { return Ok(left) };
+        let right = additive(i)?;
+        binary(i, op, left, right)?
+    };
     if let Some((op2, at)) = operator(i, &COMPARISONS)? {
         return syntax_at(at, format!("'{}' cannot follow a comparison; add parentheses", op2.keyword()));
     }
-    binary(i, op, left, right)
+    if let Some(at) = in_keyword(i)? {
+        return syntax_at(at, "'in' cannot follow a comparison; add parentheses");
+    }
+    Ok(e)
+}
+
+/// The `in` keyword after an operand, if there.
+fn in_keyword(i: &mut In<'_>) -> PResult<Option<usize>> {
+    let cp = i.checkpoint();
+    ws(i)?;
+    let at = pos(i);
+    if opt(kw("in")).parse_next(i)?.is_some() {
+        return Ok(Some(at));
+    }
+    i.reset(&cp);
+    Ok(None)
+}
+
+/// `(a, b, c)` after `value in`.
+fn in_list(i: &mut In<'_>, at: usize, value: Expr) -> PResult<Expr> {
+    ws(i)?;
+    if opt('(').parse_next(i)?.is_none() {
+        return syntax_at(pos(i), format!("expected '(' and a list of values after 'in', found {}", describe_next(i)));
+    }
+    let mut list = Vec::new();
+    loop {
+        ws(i)?;
+        if list.is_empty() && rest(i).starts_with(')') {
+            return syntax_at(pos(i), "the list after 'in' is empty; give at least one value");
+        }
+        list.push(nested(i, at, or_expr)?);
+        ws(i)?;
+        if opt(')').parse_next(i)?.is_some() {
+            break;
+        }
+        if opt(',').parse_next(i)?.is_none() {
+            return syntax_at(
+                pos(i),
+                format!("expected ',' or ')' in the list after 'in', found {}", describe_next(i)),
+            );
+        }
+    }
+    node(i, value.span.start)?;
+    let span = Span::new(value.span.start, pos(i));
+    Ok(Expr::new(ExprKind::In { value: Box::new(value), list }, span))
 }
 
 fn additive(i: &mut In<'_>) -> PResult<Expr> {
@@ -249,6 +303,10 @@ pub(crate) fn path_rest(i: &mut In<'_>, at: usize, first: &str) -> PResult<Expr>
             let Ok(name) = lex::segment_name(i) else {
                 return syntax_at(pos(i), format!("expected a property name after '/', found {}", describe_next(i)));
             };
+            if matches!(name, "any" | "all") && rest(i).starts_with('(') {
+                let op = if name == "any" { LambdaOp::Any } else { LambdaOp::All };
+                return lambda(i, at, Path { segments }, op);
+            }
             segments.push(Segment::Name(name.to_string()));
         } else if opt('[').parse_next(i)?.is_some() {
             let digits = opt(winnow::token::take_while(1..=9, |c: char| c.is_ascii_digit())).parse_next(i)?;
@@ -270,4 +328,41 @@ pub(crate) fn path_rest(i: &mut In<'_>, at: usize, first: &str) -> PResult<Expr>
     }
     node(i, at)?;
     Ok(Expr::new(ExprKind::Path(Path { segments }), Span::new(at, pos(i))))
+}
+
+/// `any(d: ...)`, `all(d: ...)` or `any()` after a collection path.
+fn lambda(i: &mut In<'_>, at: usize, collection: Path, op: LambdaOp) -> PResult<Expr> {
+    let open = pos(i);
+    let _ = i.next_token(); // the '(' seen by the caller
+    ws(i)?;
+    let kwd = op.keyword();
+    let (var, body) = if opt(')').parse_next(i)?.is_some() {
+        if op == LambdaOp::All {
+            return syntax_at(open, "all() needs a condition, like all(o: o/result gt 0)");
+        }
+        (None, None)
+    } else {
+        let var_at = pos(i);
+        let Ok(var) = lex::identifier(i) else {
+            return syntax_at(var_at, format!("expected a variable name in {kwd}(...), like {kwd}(d: d/name eq 'x')"));
+        };
+        if collection.segments.first() == Some(&Segment::Name(var.to_string())) {
+            return syntax_at(
+                var_at,
+                format!("the variable '{var}' hides the property of the same name; pick another"),
+            );
+        }
+        ws(i)?;
+        if opt(':').parse_next(i)?.is_none() {
+            return syntax_at(pos(i), format!("expected ':' after the variable '{var}' of {kwd}"));
+        }
+        let body = nested(i, at, or_expr)?;
+        ws(i)?;
+        if opt(')').parse_next(i)?.is_none() {
+            return syntax_at(pos(i), format!("expected ')' to close {kwd}( at {open}, found {}", describe_next(i)));
+        }
+        (Some(var.to_string()), Some(Box::new(body)))
+    };
+    node(i, at)?;
+    Ok(Expr::new(ExprKind::Lambda { collection, op, var, body }, Span::new(at, pos(i))))
 }

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use citygauge_sta::sql::json_keys;
-use citygauge_sta::{EntityType, Path, Resolved, Schema, Type};
+use citygauge_sta::{Collection, EntityType, Path, Resolved, Schema, Type};
 
 pub struct TestSchema(pub EntityType);
 
@@ -47,5 +47,16 @@ impl Schema for TestSchema {
             (EntityType::Observation, ["age"]) => col("now() - o.ts", Type::Duration),
             (e, _) => Err(format!("{} have no property '{path}'", e.set_name())),
         }
+    }
+
+    /// Things' Datastreams and Datastreams' Observations (for `any`/`all`).
+    fn collection(&self, nav: &str, alias: &str) -> Option<Result<Collection, String>> {
+        let (table, key, et) = match (self.0, nav) {
+            (EntityType::Thing, "Datastreams") => ("datastreams", "thing_id", EntityType::Datastream),
+            (EntityType::Datastream, "Observations") => ("observations", "ds_id", EntityType::Observation),
+            _ => return None,
+        };
+        let from = format!("FROM {table} AS {alias} WHERE {alias}.{key} = e.id");
+        Some(Ok(Collection { from, schema: Box::new(TestSchema(et)), single: false }))
     }
 }
