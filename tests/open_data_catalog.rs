@@ -166,3 +166,54 @@ async fn the_dcat_catalogue_is_harvestable_json_ld() -> anyhow::Result<()> {
     service.stop().await;
     Ok(())
 }
+
+/// The served OpenAPI document lists every open-data route: each entity set
+/// the SensorThings root names, in both versions, with the query options and
+/// the 400/404/429 answers, and each `/opendata/v1` route the router serves.
+#[tokio::test]
+async fn the_openapi_document_lists_the_open_data_routes() -> anyhow::Result<()> {
+    let (service, router, _db) = service().await?;
+    let (status, _, doc) = get(&router, "/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = &doc["paths"];
+    let (_, _, root) = get(&router, "/sta/v1.1").await;
+    let sets: Vec<&str> = root["value"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(sets.len(), 8, "{root}");
+    for version in ["v1.1", "v1.0"] {
+        assert!(paths[format!("/sta/{version}")]["get"].is_object(), "the {version} root is not documented");
+        for set in &sets {
+            for path in [format!("/sta/{version}/{set}"), format!("/sta/{version}/{set}({{id}})/{{path}}")] {
+                let op = &paths[path.as_str()]["get"];
+                assert!(op.is_object(), "{path} is not documented");
+                let names: Vec<&str> =
+                    op["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+                for option in ["$filter", "$orderby", "$top", "$skip", "$count", "$select", "$expand", "X-API-Key"] {
+                    assert!(names.contains(&option), "{path}: no {option} in {names:?}");
+                }
+                for code in ["200", "400", "404", "429"] {
+                    assert!(op["responses"][code].is_object(), "{path}: no {code}");
+                }
+            }
+            assert!(paths[format!("/sta/{version}/{set}({{id}})")]["get"].is_object(), "{set}(id)");
+        }
+    }
+    assert!(paths.get("/sta/v1.1/MultiDatastreams").is_none(), "not served, not documented");
+    for path in [
+        "/opendata/v1/datasets",
+        "/opendata/v1/datasets/{kind}",
+        "/opendata/v1/datasets/{kind}/days",
+        "/opendata/v1/catalog.jsonld",
+        "/opendata/v1/{kind}/{file}",
+    ] {
+        assert_eq!(
+            paths[path]["get"]["responses"]["429"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody",
+            "{path}"
+        );
+    }
+    // The documented download is served as documented.
+    let days = get(&router, "/opendata/v1/datasets/water_level/days").await;
+    assert_eq!(days.0, StatusCode::OK, "{}", days.2);
+    service.stop().await;
+    Ok(())
+}

@@ -387,3 +387,65 @@ fn neutral_ids(value: &mut serde_json::Value, t: i64) {
         _ => {}
     }
 }
+
+/// A Datastream's `phenomenonTime` and `resultTime`: `"<first>/<last>"` of
+/// its Observations, from the `(sensor_id, ts)` probes or the cache, in
+/// every place a Datastream is rendered; omitted without Observations;
+/// never for a sensor that is not public.
+#[tokio::test]
+async fn datastream_times_span_their_observations() -> anyhow::Result<()> {
+    let w = world().await?;
+    let r = &w.router;
+    let db = sta_api_support::sql(&w.url).await?;
+    let (river, aq) = (thing(&w.url, "kh-wl-0001").await?, thing(&w.url, "kh-aq-0001").await?);
+    // Ozone only in an older reading stored behind the cache's back: both
+    // of its ends come from the probes (the cached newest has no ozone).
+    db.execute(
+        "INSERT INTO air_quality (sensor_id, ts, o3_ppb) VALUES ('kh-aq-0001', now() - interval '100 minutes', 31)",
+        &[],
+    )
+    .await?;
+    let span = |table: &str, sensor: &str, column: &str| {
+        let sql = format!(
+            "SELECT to_char(min(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || '/' || \
+             to_char(max(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
+             FROM {table} WHERE sensor_id = '{sensor}' AND {column} IS NOT NULL"
+        );
+        let db = &db;
+        async move { db.query_one(sql.as_str(), &[]).await.map(|row| row.get::<_, Option<String>>(0)) }
+    };
+    let level = span("water_level", "kh-wl-0001", "level_m").await?.expect("the river has readings");
+    let ozone = span("air_quality", "kh-aq-0001", "o3_ppb").await?.expect("ozone was stored");
+    assert!(level.contains('/'), "{level}");
+
+    let one = ok(r, &format!("/sta/v1.1/Datastreams({})", river * 16)).await;
+    assert_eq!(one["phenomenonTime"], level.as_str(), "{one}");
+    assert_eq!(one["resultTime"], level.as_str(), "{one}");
+    let property = ok(r, &format!("/sta/v1.1/Datastreams({})/phenomenonTime", river * 16)).await;
+    assert_eq!(property["phenomenonTime"], level.as_str());
+    let value = get(r, &format!("/sta/v1.1/Datastreams({})/resultTime/$value", river * 16)).await;
+    assert_eq!(value.text(), level);
+    let selected = ok(r, &format!("/sta/v1.1/Datastreams({})?$select=name", river * 16)).await;
+    assert!(selected.get("phenomenonTime").is_none(), "{selected}");
+
+    // In collections and expansions, both directions.
+    let station = ok(r, &format!("/sta/v1.1/Things({aq})?$expand=Datastreams($select=id,phenomenonTime)")).await;
+    let by_column = |k: i64| station["Datastreams"].as_array().unwrap().iter().find(|d| d["@iot.id"] == aq * 16 + k);
+    assert_eq!(by_column(2).unwrap()["phenomenonTime"], ozone.as_str(), "{station}");
+    let pm25 = span("air_quality", "kh-aq-0001", "pm2_5_ugm3").await?.unwrap();
+    assert_eq!(by_column(0).unwrap()["phenomenonTime"], pm25.as_str(), "{station}");
+    // Sulfur dioxide was never measured: no interval at all.
+    assert!(by_column(5).unwrap().get("phenomenonTime").is_none(), "{station}");
+    let listed = ok(r, &format!("/sta/v1.1/Things({river})/Datastreams")).await;
+    assert_eq!(listed["value"][0]["phenomenonTime"], level.as_str());
+    let up = ok(r, &format!("/sta/v1.1/Datastreams({})/Observations?$top=1&$expand=Datastream", river * 16)).await;
+    assert_eq!(up["value"][0]["Datastream"]["resultTime"], level.as_str(), "{up}");
+
+    // A sensor made private: no Datastream of it, hence no interval, anywhere.
+    db.execute("UPDATE sensors SET public = false WHERE id = 'kh-wl-0001'", &[]).await?;
+    let all = walk(r, "/sta/v1.1/Datastreams?$select=id,phenomenonTime&$top=500").await;
+    assert!(all.iter().all(|d| d["@iot.id"] != river * 16), "a private sensor's Datastream is listed");
+    assert!(all.iter().any(|d| d["phenomenonTime"] == ozone.as_str()), "the public ones keep theirs");
+    w.service.stop().await;
+    Ok(())
+}

@@ -15,6 +15,7 @@ pub mod alerts_api;
 pub mod cache;
 pub mod catalog_api;
 pub mod config;
+mod credentials;
 pub mod districts_api;
 pub mod downloads_api;
 mod error;

@@ -22,6 +22,9 @@ use crate::sensors_api::SensorList;
 use crate::stream_api::hub::StreamReadingView;
 use crate::ErrorBody;
 
+#[path = "openapi_open_data.rs"]
+mod open_data;
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -60,12 +63,13 @@ use crate::ErrorBody;
 )]
 struct ApiDoc;
 
-/// The document, with the series and alert routes merged in.
+/// The document, with the series, alert and open-data routes merged in.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::series_api::openapi());
     doc.merge(crate::alerts_api::openapi());
     doc.merge(crate::alerts_api::subscriptions::openapi());
+    doc.merge(open_data::openapi());
     doc
 }
 

@@ -2,10 +2,21 @@
 //! committed reading of an open-data sensor (public and active, the rule of
 //! [`crate::open_data`]) is published on the broker as the Observations it
 //! makes, one per column with a value, in the JSON of the HTTP API
-//! ([`crate::sta_api::observations_of_reading`]), on
-//! `v1.1/Datastreams(<id>)/Observations` and `v1.0/Datastreams(<id>)/Observations`
-//! (links in each naming its version).
+//! ([`crate::sta_api::observations_of_reading`]), on the three reading
+//! topics of the specification that new Observations change ([`topics`]):
+//! `<version>/Datastreams(<id>)/Observations`, `<version>/Observations` and
+//! `<version>/FeaturesOfInterest(<id>)/Observations`, for `v1.1` and `v1.0`
+//! (links in each naming its version). Nothing else here changes by itself
+//! between registry edits, so entity and property topics (`Things(<id>)`,
+//! `Datastreams(<id>)/name`) get nothing, and topics with query options
+//! (`...?$select=result`) are not served.
 //!
+//! - Cost: each Observation is 3 topics x 2 versions = 6 messages of the
+//!   same ~0.5 kB body (the body is encoded once per version and shared).
+//!   QoS 0 to a broker with no subscriber on a topic costs it one topic-tree
+//!   lookup and nothing queued; a subscriber to `v1.1/#` receives each
+//!   Observation three times. A city of 10,000 sensors reading once a
+//!   minute with ~3 columns each makes ~3,000 messages/s.
 //! - QoS 0, not retained, as FROST publishes these topics: a subscriber gets
 //!   what is committed while it is connected; history is the HTTP API's.
 //! - The change stream hands readings to an [`Outbox`], a bounded queue that
@@ -18,6 +29,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use citygauge_store::changes::ChangedReading;
 use prometheus::IntCounter;
 use rumqttc::{Event, EventLoop, Packet, QoS};
@@ -41,8 +53,9 @@ const CLIENT_QUEUE: usize = 1_024;
 #[derive(Debug, Clone, clap::Args)]
 pub struct StaMqttConfig {
     /// Broker to publish new Observations on (`mqtt://host:port`), on the
-    /// SensorThings topics `v1.1/Datastreams(<id>)/Observations` (and
-    /// `v1.0/...`); unset: the MQTT extension is off.
+    /// SensorThings topics `v1.1/Datastreams(<id>)/Observations`,
+    /// `v1.1/Observations` and `v1.1/FeaturesOfInterest(<id>)/Observations`
+    /// (and `v1.0/...`); unset: the MQTT extension is off.
     #[arg(long, env = "CITYGAUGE_STA_MQTT_URL")]
     pub sta_mqtt_url: Option<String>,
     /// Readings waiting to be published; when the broker falls behind, the
@@ -154,10 +167,23 @@ pub fn topic(version: &str, datastream: i64) -> String {
     format!("{version}/Datastreams({datastream})/Observations")
 }
 
+/// Every topic a new Observation of `datastream` is published on in one
+/// version: its Datastream's Observations, the Observations entity set, and
+/// its FeatureOfInterest's Observations (the FeatureOfInterest id is the
+/// Thing's, see [`crate::sta_api::model`]).
+pub fn topics(version: &str, datastream: i64) -> [String; 3] {
+    let feature = datastream / crate::sta_api::model::IDS_PER_THING;
+    [
+        topic(version, datastream),
+        format!("{version}/Observations"),
+        format!("{version}/FeaturesOfInterest({feature})/Observations"),
+    ]
+}
+
 /// Every message the readings make, as `(topic, JSON)`: readings of sensors
 /// that are not open data (or not in the registry yet) make none. `root` is
 /// the service's base URL, without `/sta/<version>`.
-pub fn messages(cache: &Cache, root: &str, readings: &[ChangedReading]) -> Vec<(String, Vec<u8>)> {
+pub fn messages(cache: &Cache, root: &str, readings: &[ChangedReading]) -> Vec<(String, Bytes)> {
     // The Thing ids under one read lock; rendering after it.
     let things: Vec<Option<i64>> = {
         let data = cache.read();
@@ -184,9 +210,11 @@ pub fn messages(cache: &Cache, root: &str, readings: &[ChangedReading]) -> Vec<(
                 &reading.quality_reasons,
             );
             for (datastream, json) in observations {
-                // Serialising a JSON map cannot fail.
-                let body = serde_json::to_vec(&json).unwrap_or_default();
-                out.push((topic(version, datastream), body));
+                // Serialising a JSON map cannot fail. One body, shared by the topics.
+                let body = Bytes::from(serde_json::to_vec(&json).unwrap_or_default());
+                for topic in topics(version, datastream) {
+                    out.push((topic, body.clone()));
+                }
             }
         }
     }
@@ -217,7 +245,7 @@ pub async fn run(
         }
         for (topic, body) in messages(&cache, &root, &batch) {
             tokio::select! {
-                sent = client.publish(topic, QoS::AtMostOnce, false, body) => match sent {
+                sent = client.publish_bytes(topic, QoS::AtMostOnce, false, body) => match sent {
                     Ok(()) => metrics.published.inc(),
                     Err(error) => debug!(%error, "sta mqtt: publish refused"),
                 },
@@ -331,11 +359,23 @@ mod tests {
             [reading("open", 2.5), reading("private", 1.0), reading("retired", 1.0), reading("unknown", 1.0)];
         let out = messages(&cache, "https://city.example/", &readings);
         let topics: Vec<&str> = out.iter().map(|(t, _)| t.as_str()).collect();
-        assert_eq!(topics, ["v1.1/Datastreams(48)/Observations", "v1.0/Datastreams(48)/Observations"]);
-        let body: serde_json::Value = serde_json::from_slice(&out[0].1).unwrap();
-        assert_eq!(body["result"], json!(2.5));
-        assert!(body["@iot.selfLink"].as_str().unwrap().starts_with("https://city.example/sta/v1.1/Observations('48-"));
-        let body: serde_json::Value = serde_json::from_slice(&out[1].1).unwrap();
-        assert!(body["@iot.selfLink"].as_str().unwrap().starts_with("https://city.example/sta/v1.0/"));
+        assert_eq!(
+            topics,
+            [
+                "v1.1/Datastreams(48)/Observations",
+                "v1.1/Observations",
+                "v1.1/FeaturesOfInterest(3)/Observations",
+                "v1.0/Datastreams(48)/Observations",
+                "v1.0/Observations",
+                "v1.0/FeaturesOfInterest(3)/Observations",
+            ]
+        );
+        for (topic, body) in &out {
+            let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(body["result"], json!(2.5));
+            let version = &topic[..4];
+            let link = format!("https://city.example/sta/{version}/Observations('48-");
+            assert!(body["@iot.selfLink"].as_str().unwrap().starts_with(&link), "{body}");
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! The SensorThings MQTT extension against a real Mosquitto and PostgreSQL:
 //! a committed reading of a public sensor arrives on
-//! `v1.1/Datastreams(<id>)/Observations` (and `v1.0/...`) as the HTTP API
-//! shows that Observation; a non-public sensor's reading is never published.
+//! `v1.1/Datastreams(<id>)/Observations`, `v1.1/Observations` and
+//! `v1.1/FeaturesOfInterest(<id>)/Observations` (and `v1.0/...`) as the HTTP
+//! API shows that Observation; a non-public sensor's reading is never
+//! published on any topic.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,7 +81,8 @@ async fn committed_readings_of_public_sensors_are_published_as_the_http_api_show
     let store = city::demo_city(&db.url).await.unwrap();
     let client = db.client().await.unwrap();
     client.execute("UPDATE sensors SET public = false WHERE id = $1", &[&PRIVATE]).await.unwrap();
-    let (public_ds, private_ds) = (sta_id(&client, PUBLIC).await * 16, sta_id(&client, PRIVATE).await * 16);
+    let (public_thing, private_thing) = (sta_id(&client, PUBLIC).await, sta_id(&client, PRIVATE).await);
+    let (public_ds, private_ds) = (public_thing * 16, private_thing * 16);
 
     let broker_url = broker.url();
     let extra = ["--sta-mqtt-url", &broker_url, "--opendata-public-url", ROOT, "--alerts-disabled"];
@@ -94,10 +97,11 @@ async fn committed_readings_of_public_sensors_are_published_as_the_http_api_show
     city::write(&store, vec![level(PRIVATE, ts, 1.25)]).await.unwrap();
     city::write(&store, vec![level(PUBLIC, ts, 2.37)]).await.unwrap();
     let topic = |version: &str, ds: i64| format!("{version}/Datastreams({ds})/Observations");
+    let feature = |version: &str, thing: i64| format!("{version}/FeaturesOfInterest({thing})/Observations");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let got = seen.lock().unwrap().iter().filter(|(t, _)| t.starts_with("v1.")).count();
-        if got >= 2 {
+        if got >= 6 {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "no observation published: {:?}", seen.lock().unwrap());
@@ -106,10 +110,18 @@ async fn committed_readings_of_public_sensors_are_published_as_the_http_api_show
     tokio::time::sleep(Duration::from_millis(500)).await;
     let messages = seen.lock().unwrap().clone();
     let topics: Vec<&str> = messages.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(topics.len(), 2, "{topics:?}");
+    // Exactly the public reading's six: the private one made none, not even
+    // on the shared `Observations` topic.
+    assert_eq!(topics.len(), 6, "{topics:?}");
     for version in ["v1.1", "v1.0"] {
         assert!(topics.contains(&topic(version, public_ds).as_str()), "{topics:?}");
+        assert!(topics.contains(&feature(version, public_thing).as_str()), "{topics:?}");
+        assert!(topics.contains(&format!("{version}/Observations").as_str()), "{topics:?}");
         assert!(!topics.contains(&topic(version, private_ds).as_str()), "a non-public sensor published: {topics:?}");
+        assert!(
+            !topics.contains(&feature(version, private_thing).as_str()),
+            "a non-public sensor published: {topics:?}"
+        );
     }
 
     // Each message is the HTTP API's Observation, links in its version.
@@ -126,7 +138,7 @@ async fn committed_readings_of_public_sensors_are_published_as_the_http_api_show
     }
 
     let (_, metrics) = get(&router, "/metrics").await;
-    assert!(metrics.contains("citygauge_query_sta_mqtt_published_total 2"), "{metrics}");
+    assert!(metrics.contains("citygauge_query_sta_mqtt_published_total 6"), "{metrics}");
     assert!(metrics.contains("citygauge_query_sta_mqtt_dropped_total 0"), "{metrics}");
     task.abort();
     service.stop().await;
@@ -144,7 +156,7 @@ async fn an_absent_broker_drops_the_oldest_and_never_holds_up_the_change_stream(
     service.wait_ready(Duration::from_secs(60)).await.unwrap();
     let router = service.router();
 
-    // More messages than the MQTT client holds (2 per reading), in batches.
+    // More messages than the MQTT client holds (6 per reading), in batches.
     let start = Utc::now().trunc_subsecs(3) - chrono::Duration::hours(3);
     let newest = start + chrono::Duration::seconds(1_999);
     for batch in 0..4 {

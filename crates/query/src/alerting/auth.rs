@@ -10,10 +10,13 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use citygauge_ingest::config::DatabaseArgs;
-use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 
+use crate::credentials::{self, holder};
 use crate::{AppState, QueryError};
+
+/// Where tokens live and what the CLI calls them.
+const TOKENS: credentials::Kind = credentials::Kind { table: "operator_tokens", what: "token" };
 
 /// `citygauge alerts token ...`
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -51,7 +54,7 @@ pub struct Admin(pub Operator);
 
 /// The stored form of a token.
 pub fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
+    credentials::sha256(token).to_vec()
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -91,21 +94,6 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// A new random token: 32 bytes from the OS-seeded generator, hex.
-fn new_token() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
-}
-
-/// A token's or key's holder name, as the CLI takes it: trimmed, 1 to 100
-/// printable characters (shared with the open-data API keys).
-pub(crate) fn holder(name: &str) -> Result<&str, QueryError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(QueryError::invalid("name", "must be 1 to 100 printable characters"));
-    }
-    Ok(name)
-}
-
 /// Stores a new token for `name` with `role` (`operator` or `admin`) and
 /// returns it: the only time it exists outside its holder's hands.
 pub async fn create_token(client: &impl GenericClient, name: &str, role: &str) -> Result<String, QueryError> {
@@ -113,7 +101,8 @@ pub async fn create_token(client: &impl GenericClient, name: &str, role: &str) -
     if role != "operator" && role != "admin" {
         return Err(QueryError::invalid("role", format!("`{role}` is not operator or admin")));
     }
-    let token = new_token();
+    // Unprefixed: tokens handed out before keys existed look the same.
+    let token = credentials::new_secret("");
     client
         .execute(
             "INSERT INTO operator_tokens (name, role, token_sha256) VALUES ($1, $2, $3)",
@@ -125,31 +114,17 @@ pub async fn create_token(client: &impl GenericClient, name: &str, role: &str) -
 
 /// Revokes every live token of `name`; returns how many.
 pub async fn revoke_tokens(client: &impl GenericClient, name: &str) -> Result<u64, QueryError> {
-    let name = holder(name)?;
-    Ok(client
-        .execute("UPDATE operator_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL", &[&name])
-        .await?)
+    TOKENS.revoke(client, name).await
 }
 
 /// `citygauge alerts token create|revoke`: what to print.
 pub async fn run_token_command(command: TokenCommand) -> Result<String, QueryError> {
-    let database = match &command {
-        TokenCommand::Create { database, .. } | TokenCommand::Revoke { database, .. } => database,
-    };
-    let store = citygauge_store::Store::new(database.store_config())?;
-    store.migrate().await?;
-    let client = store.client().await?;
     match &command {
-        TokenCommand::Create { name, role, .. } => {
+        TokenCommand::Create { name, role, database } => {
+            let (_store, client) = credentials::migrated_client(database).await?;
             let token = create_token(&**client, name, role).await?;
             Ok(format!("{token}\n"))
         }
-        TokenCommand::Revoke { name, .. } => {
-            let revoked = revoke_tokens(&**client, name).await?;
-            if revoked == 0 {
-                return Err(QueryError::not_found(format!("a live token of `{}`", name.trim())));
-            }
-            Ok(format!("revoked {revoked} token(s) of {}\n", name.trim()))
-        }
+        TokenCommand::Revoke { name, database } => TOKENS.revoke_command(database, name).await,
     }
 }

@@ -1,17 +1,19 @@
 //! Open-data API keys: stored as SHA-256 hashes in `open_data_keys`, looked
 //! up once per `--opendata-key-cache-s` per key, and `citygauge opendata key`.
 
-use crate::alerting::auth::holder;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use citygauge_ingest::config::DatabaseArgs;
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tokio_postgres::GenericClient;
 
+use crate::credentials::{self, holder};
 use crate::QueryError;
+
+/// Where keys live and what the CLI calls them.
+const KEYS: credentials::Kind = credentials::Kind { table: "open_data_keys", what: "API key" };
 
 /// `citygauge opendata key ...`
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -44,7 +46,7 @@ pub struct ApiKey {
 }
 
 pub fn key_hash(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
+    credentials::sha256(key)
 }
 
 /// Lookups remembered for a while, unknown keys included (so a client
@@ -104,7 +106,7 @@ pub async fn create_key(client: &impl GenericClient, name: &str, per_minute: i32
     if per_minute < 1 {
         return Err(QueryError::invalid("requests_per_minute", "must be at least 1"));
     }
-    let key = format!("cgod_{}", hex::encode(rand::random::<[u8; 32]>()));
+    let key = credentials::new_secret("cgod_");
     client
         .execute(
             "INSERT INTO open_data_keys (name, key_sha256, requests_per_minute) VALUES ($1, $2, $3)",
@@ -116,31 +118,17 @@ pub async fn create_key(client: &impl GenericClient, name: &str, per_minute: i32
 
 /// Revokes every live key of `name`; returns how many.
 pub async fn revoke_keys(client: &impl GenericClient, name: &str) -> Result<u64, QueryError> {
-    let name = holder(name)?;
-    Ok(client
-        .execute("UPDATE open_data_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL", &[&name])
-        .await?)
+    KEYS.revoke(client, name).await
 }
 
 /// `citygauge opendata key create|revoke`: what to print.
 pub async fn run_key_command(command: KeyCommand) -> Result<String, QueryError> {
-    let database = match &command {
-        KeyCommand::Create { database, .. } | KeyCommand::Revoke { database, .. } => database,
-    };
-    let store = citygauge_store::Store::new(database.store_config())?;
-    store.migrate().await?;
-    let client = store.client().await?;
     match &command {
-        KeyCommand::Create { name, requests_per_minute, .. } => {
+        KeyCommand::Create { name, requests_per_minute, database } => {
+            let (_store, client) = credentials::migrated_client(database).await?;
             let key = create_key(&**client, name, *requests_per_minute).await?;
             Ok(format!("{key}\n"))
         }
-        KeyCommand::Revoke { name, .. } => {
-            let revoked = revoke_keys(&**client, name).await?;
-            if revoked == 0 {
-                return Err(QueryError::not_found(format!("a live API key of `{}`", name.trim())));
-            }
-            Ok(format!("revoked {revoked} API key(s) of {}\n", name.trim()))
-        }
+        KeyCommand::Revoke { name, database } => KEYS.revoke_command(database, name).await,
     }
 }

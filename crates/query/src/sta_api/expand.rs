@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use super::exec::{self, Row, Scope, DEFAULT_TOP};
-use super::{render, sources, StaResult};
+use super::{render, sources, times, StaResult};
 use crate::cache::Cache;
 use crate::QueryError;
 
@@ -132,6 +132,9 @@ async fn to_one(
     let scope = Scope { any_id: Some(ids.clone()), ..Scope::default() };
     let mut built = exec::build(target, &scope, &QueryOptions::default(), None, None, ids.len() as u64)?;
     let mut children = exec::fetch(ctx.client, &mut built, &[]).await?;
+    if target == EntityType::Datastream {
+        times::fill(ctx, &mut children, opts.select.as_deref()).await?;
+    }
     expand_rows(ctx, target, &mut children, &opts.expand).await?;
     let by_id: HashMap<i64, Value> = children
         .iter()
@@ -194,8 +197,11 @@ async fn to_many(
     } else {
         HashMap::new()
     };
-    if !opts.expand.is_empty() {
+    if !opts.expand.is_empty() || target == EntityType::Datastream {
         let mut flat: Vec<Row> = std::mem::take(&mut groups).into_values().flatten().collect();
+        if target == EntityType::Datastream {
+            times::fill(ctx, &mut flat, opts.select.as_deref()).await?;
+        }
         expand_rows(ctx, target, &mut flat, &opts.expand).await?;
         for child in flat {
             groups.entry(child.parent.unwrap_or_default()).or_default().push(child);

@@ -275,6 +275,12 @@ pub fn stream(kind: Kind, index: i64) -> Option<&'static Stream> {
     STREAMS.iter().find(|s| s.kind == kind && s.index == index)
 }
 
+/// The stream of a column name (column names are unique across kinds, which
+/// the tests check).
+pub fn stream_of_column(column: &str) -> Option<&'static Stream> {
+    STREAMS.iter().find(|s| s.column == column)
+}
+
 /// Splits an Observation id `"<datastream id>-<microseconds since epoch>"`.
 pub fn parse_observation_id(text: &str) -> Option<(i64, i64)> {
     let (ds, us) = text.split_once('-')?;
@@ -300,6 +306,7 @@ mod tests {
             assert!(observed_property(s.observed_property).is_some());
             // The SQL embeds these constants between single quotes.
             assert!(!s.column.contains('\''));
+            assert_eq!(stream_of_column(s.column).map(|f| (f.kind, f.index)), Some((s.kind, s.index)), "{}", s.column);
         }
         for o in OBSERVED_PROPERTIES {
             for t in [o.name, o.name_zh, o.definition, o.description] {
