@@ -117,31 +117,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if !pg_dir.join("PG_VERSION").exists() {
         load::check_disk(&pg_dir, args.history_sensors as u64 * u64::from(args.history_days) * 1_440)?;
     }
-    let postgres = tokio::task::spawn_blocking(move || -> anyhow::Result<Postgres> {
-        let toolchain = Toolchain::discover()?;
-        let mut postgres = Postgres::start(&toolchain, PostgresOptions::new(pg_dir, "bench"))?;
-        // A server sized for the machine rather than the stack's test
-        // defaults (room for the rollups in memory); the WAL kept small, as
-        // the data set itself takes most of the disk it may use.
-        for (setting, value) in [("shared_buffers", "2GB"), ("max_wal_size", "1GB"), ("checkpoint_timeout", "15min")] {
-            postgres.psql("postgres", &format!("ALTER SYSTEM SET {setting} = '{value}'"))?;
-        }
-        postgres.restart()?;
-        Ok(postgres)
-    })
-    .await??;
+    let (postgres, client, version) = start_postgres(pg_dir).await?;
     let url = postgres.connection_string("bench");
-    let client = crate::common::connect(&url).await?;
-    // Two cores, many concurrent clients: parallel workers would only add
-    // their start-up time to every statement (the service's and the floor's),
-    // and JIT compiling the floor's large expressions costs seconds per
-    // statement (measured: 17 s of a 17.7 s overview) for milliseconds saved.
-    client
-        .batch_execute(
-            "ALTER DATABASE bench SET max_parallel_workers_per_gather = 0; ALTER DATABASE bench SET jit = off",
-        )
-        .await?;
-    let version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
     println!("PostgreSQL {version}; open-file limit {fds}");
 
     let sizes = Sizes { sensors: args.sensors, history_sensors: args.history_sensors, history_days: args.history_days };
@@ -311,8 +288,40 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// PostgreSQL in `pg_dir` (made there when new) with a database `bench`,
+/// sized for the machine, without parallel query or JIT: the server, a
+/// connection and its version. Shared with the SensorThings benchmark.
+pub async fn start_postgres(pg_dir: PathBuf) -> anyhow::Result<(Postgres, tokio_postgres::Client, String)> {
+    let postgres = tokio::task::spawn_blocking(move || -> anyhow::Result<Postgres> {
+        let toolchain = Toolchain::discover()?;
+        let mut postgres = Postgres::start(&toolchain, PostgresOptions::new(pg_dir, "bench"))?;
+        // A server sized for the machine rather than the stack's test
+        // defaults (room for the rollups in memory); the WAL kept small, as
+        // the data set itself takes most of the disk it may use.
+        for (setting, value) in [("shared_buffers", "2GB"), ("max_wal_size", "1GB"), ("checkpoint_timeout", "15min")] {
+            postgres.psql("postgres", &format!("ALTER SYSTEM SET {setting} = '{value}'"))?;
+        }
+        postgres.restart()?;
+        Ok(postgres)
+    })
+    .await??;
+    let url = postgres.connection_string("bench");
+    let client = crate::common::connect(&url).await?;
+    // Two cores, many concurrent clients: parallel workers would only add
+    // their start-up time to every statement (the service's and the floor's),
+    // and JIT compiling the floor's large expressions costs seconds per
+    // statement (measured: 17 s of a 17.7 s overview) for milliseconds saved.
+    client
+        .batch_execute(
+            "ALTER DATABASE bench SET max_parallel_workers_per_gather = 0; ALTER DATABASE bench SET jit = off",
+        )
+        .await?;
+    let version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
+    Ok((postgres, client, version))
+}
+
 /// The checkout's commit, `-dirty` when it has changes.
-fn commit() -> String {
+pub fn commit() -> String {
     std::process::Command::new("git")
         .args(["describe", "--always", "--dirty"])
         .output()

@@ -248,7 +248,7 @@ pub struct PgTarget {
 }
 
 /// Runs `argv` under bash's `time`; returns stdout and stderr.
-async fn timed(argv: &[String]) -> anyhow::Result<(String, String)> {
+pub async fn timed(argv: &[String]) -> anyhow::Result<(String, String)> {
     let output = Command::new("bash")
         .arg("-c")
         .arg("TIMEFORMAT='TOOL_CPU %3U %3S'; time \"$@\"")

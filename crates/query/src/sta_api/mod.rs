@@ -20,6 +20,7 @@ pub mod model;
 mod path;
 pub mod render;
 mod sources;
+mod times;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
@@ -191,7 +192,11 @@ async fn serve(state: &AppState, base: &str, rest: &str, raw_query: &str) -> Sta
             Some((parent_type, parent)) if step.many => {
                 let col = sources::to_many_key(*parent_type, &step.name)
                     .ok_or_else(|| QueryError::bad("path", format!("'{}' cannot be followed here", step.name)))?;
-                Scope { id: step.key, parent: Some((col, parent.id)), ..Scope::default() }
+                let stream = match (parent_type, &parent.sensor_id, &parent.column) {
+                    (EntityType::Datastream, Some(sensor), Some(column)) => Some((sensor.clone(), column.clone())),
+                    _ => None,
+                };
+                Scope { id: step.key, parent: Some((col, parent.id)), stream, ..Scope::default() }
             }
             Some((parent_type, parent)) => {
                 let col = sources::to_one_key(*parent_type, &step.name)
@@ -215,11 +220,17 @@ async fn serve(state: &AppState, base: &str, rest: &str, raw_query: &str) -> Sta
     let self_link = format!("{base}/{}", render::self_path(et, &id));
     match &rp.tail {
         Tail::Entities => {
+            if et == EntityType::Datastream {
+                times::fill(&ctx, std::slice::from_mut(&mut row), opts.select.as_deref()).await?;
+            }
             expand_rows(&ctx, et, std::slice::from_mut(&mut row), &opts.expand).await?;
             Ok(Json(Value::Object(render::entity(et, &row, base, opts.select.as_deref()))).into_response())
         }
         Tail::Ref => Ok(Json(json!({ "@iot.selfLink": self_link })).into_response()),
         Tail::Property(name) | Tail::Value(name) => {
+            if et == EntityType::Datastream && (name == "phenomenonTime" || name == "resultTime") {
+                times::fill(&ctx, std::slice::from_mut(&mut row), None).await?;
+            }
             let value = if name == "id" { Some(id) } else { row.doc.get(name).cloned() };
             let value = value.ok_or_else(|| QueryError::not_found(format!("a value of '{name}'")))?;
             if matches!(rp.tail, Tail::Property(_)) {
@@ -259,13 +270,12 @@ async fn collection(
 ) -> StaResult<Response> {
     let after = token.map(|t| cursor::decode(&t)).transpose().map_err(|m| QueryError::bad("$skiptoken", m))?;
     let top = opts.top.unwrap_or(DEFAULT_TOP) as usize;
-    let mut built = exec::build(et, scope, opts, after.as_deref(), None, DEFAULT_TOP)?;
-    let mut rows = exec::fetch(ctx.client, &mut built, &[]).await?;
+    let (built, mut rows) = exec::fetch_newest_first(ctx.client, et, scope, opts, after.as_deref(), top).await?;
     let more = rows.len() > top;
     rows.truncate(top);
     let mut out = Map::new();
     if opts.count == Some(true) {
-        let n = exec::count(ctx.client, &built).await?.first().map_or(0, |c| c.1);
+        let n = exec::count_total(ctx.client, &built, et, scope, opts).await?;
         out.insert("@iot.count".into(), Value::from(n));
     }
     if more {
@@ -281,6 +291,9 @@ async fn collection(
     } else if opts.result_format == Some(ResultFormat::DataArray) {
         render::data_array(&rows, &ctx.base, opts.select.as_deref())
     } else {
+        if et == EntityType::Datastream {
+            times::fill(ctx, &mut rows, opts.select.as_deref()).await?;
+        }
         expand_rows(ctx, et, &mut rows, &opts.expand).await?;
         rows.iter().map(|r| Value::Object(render::entity(et, r, &ctx.base, opts.select.as_deref()))).collect()
     };
