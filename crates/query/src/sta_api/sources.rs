@@ -58,14 +58,42 @@ fn kind_case(f: impl Fn(Kind) -> &'static str) -> String {
     format!("(CASE s.kind{arms} END)")
 }
 
+fn category() -> String {
+    kind_case(|k| model::category(k).0)
+}
+
+fn authority_type() -> String {
+    format!("coalesce(s.installation->>'authority_type', {})", kind_case(|k| model::category(k).1))
+}
+
 fn thing_properties() -> String {
     format!(
         "jsonb_strip_nulls(s.installation || jsonb_build_object('sensor_id', s.id, 'kind', s.kind, \
-         'subkind', s.subkind, 'district', s.district, 'category', {}, \
-         'authority_type', coalesce(s.installation->>'authority_type', {})))",
-        kind_case(|k| model::category(k).0),
-        kind_case(|k| model::category(k).1)
+         'subkind', s.subkind, 'district', s.district, 'category', {}, 'authority_type', {}))",
+        category(),
+        authority_type()
     )
+}
+
+/// The keys of `properties` that are a text column of the source too (the
+/// object's own value, never overridden by `installation`): a `$filter` or
+/// `$orderby` on them reads the column, so PostgreSQL filters before it
+/// builds any object. `to_jsonb` of the column is the very JSON value the
+/// key holds (a string; SQL NULL where the key is stripped or absent), so
+/// comparisons keep their JSON semantics.
+fn properties_column(et: EntityType, key: &str) -> Option<&'static str> {
+    use EntityType::*;
+    Some(match (et, key) {
+        (Thing | Datastream, "sensor_id") => "sensor_id",
+        (Thing | Datastream, "kind") => "kind",
+        (Thing, "subkind") => "subkind",
+        (Thing, "district") => "district",
+        (Thing, "category") => "category",
+        (Thing, "authority_type") => "authority_type",
+        // Never NULL (a VALUES column), like the object's value.
+        (Datastream, "column") => "col",
+        _ => return None,
+    })
 }
 
 const NAME: &str = "coalesce(s.name, s.id)";
@@ -170,8 +198,11 @@ pub fn source(et: EntityType, scope: ObsScope<'_>) -> String {
         Thing => format!(
             "SELECT t.*, jsonb_build_object('name', t.name, 'description', t.description, 'properties', t.properties) AS doc \
              FROM (SELECT s.sta_id AS id, s.sta_id AS thing_id, s.id AS sensor_id, {NAME} AS name, \
-             {NAME_ZH} AS description, {} AS properties FROM sensors s WHERE {VISIBLE}) t",
-            thing_properties()
+             {NAME_ZH} AS description, {} AS properties, s.kind, s.subkind, s.district, {} AS category, \
+             {} AS authority_type FROM sensors s WHERE {VISIBLE}) t",
+            thing_properties(),
+            category(),
+            authority_type()
         ),
         Location | FeatureOfInterest => {
             let (geo_key, desc) =
@@ -319,6 +350,11 @@ impl Schema for EntitySchema {
             return Err("a path must start with a property name".into());
         };
         let set = self.et.set_name();
+        if let (true, [_, Segment::Name(key)]) = (first == "properties", path.segments.as_slice()) {
+            if let Some(col) = properties_column(self.et, key) {
+                return Ok(Resolved::Json { sql: format!("to_jsonb({}.{col})", self.alias), keys: Vec::new() });
+            }
+        }
         if let Some(prop) = property(self.et, first) {
             let (sql, json) = match prop {
                 Prop::Col(c, t) => (format!("{}.{c}", self.alias), Err(t)),
