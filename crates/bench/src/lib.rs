@@ -14,5 +14,6 @@
 pub mod alerts;
 pub mod common;
 pub mod cpu;
+pub mod pgbench;
 pub mod query;
 pub mod sta;

@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use tokio::process::Command;
 
 use super::service::{process_cpu_seconds, MachineCpu};
+use crate::pgbench::PgbenchLoad;
 
 /// One measured run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -161,67 +162,19 @@ impl Runner {
         Ok(measured)
     }
 
-    /// pgbench for a warm-up, then for the measured run with per-transaction logs.
+    /// pgbench for a warm-up, then for the measured run with per-transaction
+    /// logs (closed-loop, see [`crate::pgbench`]).
     pub async fn sql(&self, database: &PgTarget, load: &SqlLoad, connections: u32) -> anyhow::Result<Measured> {
-        let script = self.dir.join(format!("{}.sql", load.name));
-        std::fs::write(&script, &load.script)?;
-        let logs = self.dir.join(format!("pgbench-{}", load.name));
-        std::fs::create_dir_all(&logs)?;
-        let args = |seconds: u64, log: bool| -> Vec<String> {
-            let mut a: Vec<String> = vec![
-                "pgbench".into(),
-                "-n".into(),
-                "-M".into(),
-                "prepared".into(),
-                "-f".into(),
-                script.display().to_string(),
-                format!("-c{connections}"),
-                format!("-j{}", self.threads.min(connections)),
-                format!("-T{seconds}"),
-                "-h".into(),
-                database.host.clone(),
-                "-p".into(),
-                database.port.to_string(),
-                "-U".into(),
-                database.user.clone(),
-            ];
-            if log {
-                a.extend(["-l".into(), format!("--log-prefix={}", logs.join("tx").display())]);
-            }
-            a.push(database.dbname.clone());
-            a
+        let load = PgbenchLoad {
+            name: load.name.clone(),
+            scripts: vec![(load.script.clone(), 1)],
+            rate: None,
+            connections,
+            threads: self.threads,
+            seconds: self.seconds,
+            warmup_seconds: self.warmup_seconds,
         };
-        if self.warmup_seconds > 0 {
-            timed(&args(self.warmup_seconds, false)).await?;
-        }
-        let sample = self.sample();
-        let (stdout, stderr) = timed(&args(self.seconds, true)).await?;
-        let mut latencies = Vec::new();
-        for entry in std::fs::read_dir(&logs)? {
-            let path = entry?.path();
-            parse_pgbench_log(&std::fs::read_to_string(&path)?, &mut latencies);
-            std::fs::remove_file(&path)?;
-        }
-        if latencies.is_empty() {
-            bail!("pgbench {} ran no transaction: {stdout}{stderr}", load.name);
-        }
-        latencies.sort_by(f64::total_cmp);
-        let failed = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("number of failed transactions: "))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        let mut measured = Measured {
-            requests: latencies.len() as u64,
-            seconds: self.seconds as f64,
-            p50_ms: percentile(&latencies, 50.0) / 1e3,
-            p99_ms: percentile(&latencies, 99.0) / 1e3,
-            max_ms: latencies.last().copied().unwrap_or(0.0) / 1e3,
-            errors: failed,
-            ..Measured::default()
-        };
-        self.finish(&mut measured, sample, &stderr);
-        Ok(measured)
+        crate::pgbench::run(database, &load, &self.dir, self.service_pid).await
     }
 
     fn sample(&self) -> (Instant, MachineCpu, f64) {

@@ -20,7 +20,6 @@
 //! load tool's own ceiling on this machine.
 
 pub mod open_loop;
-pub mod pgbench;
 pub mod queries;
 pub mod report;
 
@@ -30,8 +29,8 @@ use anyhow::Context;
 use citygauge_stack::throwaway_dir;
 
 use self::open_loop::Load;
-use self::pgbench::SqlLoad;
 use self::report::Case;
+use crate::pgbench::{self, PgbenchLoad};
 use crate::query::load::{self, Sizes};
 use crate::query::service::Service;
 use crate::query::tools::{self, Measured, PgTarget};
@@ -121,7 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         seconds: args.seconds as f64,
         warmup_seconds: args.warmup_seconds as f64,
     };
-    let sql = |name: &str, scripts: Vec<(String, u32)>, rate: Option<f64>, connections: u32| SqlLoad {
+    let sql = |name: &str, scripts: Vec<(String, u32)>, rate: Option<f64>, connections: u32| PgbenchLoad {
         name: name.into(),
         scripts,
         rate,
@@ -198,13 +197,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("({name}) service at {} req/s: {}; CPU {}", args.rate, report::latency(&at_rate), cpu(&at_rate));
         tools::settle().await;
         let floor =
-            pgbench::run(&pg, &sql(name, scripts.clone(), Some(args.rate), args.connections), scratch.path()).await?;
+            pgbench::run(&pg, &sql(name, scripts.clone(), Some(args.rate), args.connections), scratch.path(), None)
+                .await?;
         println!("({name}) bare SQL at {} tx/s: {}; CPU {}", args.rate, report::latency(&floor), cpu(&floor));
         tools::settle().await;
         let ceiling = open_loop::run(addr, &http(paths, None, args.connections), Some(service.pid())).await?;
         println!("({name}) service closed-loop: {}; CPU {}", report::latency(&ceiling), cpu(&ceiling));
         tools::settle().await;
-        let floor_ceiling = pgbench::run(&pg, &sql(name, scripts, None, args.connections), scratch.path()).await?;
+        let floor_ceiling =
+            pgbench::run(&pg, &sql(name, scripts, None, args.connections), scratch.path(), None).await?;
         println!("({name}) bare SQL closed-loop: {}; CPU {}", report::latency(&floor_ceiling), cpu(&floor_ceiling));
         tools::settle().await;
         results.push(Case {
@@ -222,7 +223,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("(d) service closed-loop: {}; CPU {}", report::latency(&count), cpu(&count));
         tools::settle().await;
         let scripts = vec![(queries::count_sql(&targets.deep), 1)];
-        let floor = pgbench::run(&pg, &sql("d", scripts, None, args.count_connections), scratch.path()).await?;
+        let floor = pgbench::run(&pg, &sql("d", scripts, None, args.count_connections), scratch.path(), None).await?;
         println!("(d) bare SQL closed-loop: {}; CPU {}", report::latency(&floor), cpu(&floor));
         results.push(Case {
             measure: format!(

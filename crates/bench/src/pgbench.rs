@@ -1,4 +1,4 @@
-//! pgbench for the bare SQL: at a fixed rate (`--rate`, whose logged
+//! pgbench for the bare SQL of every benchmark: at a fixed rate (`--rate`, whose logged
 //! latency counts from each transaction's scheduled start, so lag is
 //! included as in the HTTP generator) or closed-loop, with several weighted
 //! scripts, per-transaction logs for exact percentiles, and the CPU of
@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use anyhow::bail;
 
-use crate::query::service::MachineCpu;
+use crate::query::service::{process_cpu_seconds, MachineCpu};
 use crate::query::tools::{parse_pgbench_log, parse_tool_cpu, percentile, timed, Measured, PgTarget};
 
 /// One pgbench load.
 #[derive(Debug, Clone)]
-pub struct SqlLoad {
+pub struct PgbenchLoad {
     pub name: String,
     /// Scripts and their weights.
     pub scripts: Vec<(String, u32)>,
@@ -26,8 +26,9 @@ pub struct SqlLoad {
     pub warmup_seconds: u64,
 }
 
-/// Runs `load` (a warm-up without logs, then the measured run).
-pub async fn run(db: &PgTarget, load: &SqlLoad, dir: &Path) -> anyhow::Result<Measured> {
+/// Runs `load` (a warm-up without logs, then the measured run); with
+/// `service`, also the CPU that process used during the measured run.
+pub async fn run(db: &PgTarget, load: &PgbenchLoad, dir: &Path, service: Option<u32>) -> anyhow::Result<Measured> {
     let logs = dir.join(format!("pgbench-{}", load.name));
     std::fs::create_dir_all(&logs)?;
     let mut files = Vec::new();
@@ -64,7 +65,8 @@ pub async fn run(db: &PgTarget, load: &SqlLoad, dir: &Path) -> anyhow::Result<Me
     if load.warmup_seconds > 0 {
         timed(&args(load.warmup_seconds, false)).await?;
     }
-    let (started, machine) = (Instant::now(), MachineCpu::now());
+    let service_cpu = || service.and_then(|pid| process_cpu_seconds(pid).ok()).unwrap_or(0.0);
+    let (started, machine, service_before) = (Instant::now(), MachineCpu::now(), service_cpu());
     let (stdout, stderr) = timed(&args(load.seconds, true)).await?;
     let wall = started.elapsed();
     let machine_cores = MachineCpu::now().busy_cores_since(&machine, wall);
@@ -92,7 +94,7 @@ pub async fn run(db: &PgTarget, load: &SqlLoad, dir: &Path) -> anyhow::Result<Me
         errors: failed,
         bytes: 0,
         tool_cores: parse_tool_cpu(&stderr).unwrap_or(0.0) / wall.as_secs_f64(),
-        service_cores: 0.0,
+        service_cores: (service_cpu() - service_before) / wall.as_secs_f64(),
         machine_cores,
     })
 }
