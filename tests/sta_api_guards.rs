@@ -163,6 +163,20 @@ async fn every_bad_input_is_a_400_that_says_where() -> anyhow::Result<()> {
         ),
         (format!("/sta/v1.1/Things?$filter={}", enc(&"(".repeat(10_000))), "$filter", "MAX_EXPR_DEPTH"),
     ];
+    // A token's time at the end of chrono's range, in both window
+    // directions (ascending by default, newest first): once a panic on
+    // overflowing the search window.
+    let rain_ds = thing(&w.url, "kh-rg-0001").await? * 16;
+    for (token, order) in
+        [("+262142-12-31 23:59:59+00", ""), ("-262143-01-01 00:00:00+00", "&$orderby=phenomenonTime%20desc")]
+    {
+        let path = format!(
+            "/sta/v1.1/Datastreams({rain_ds})/Observations?$skiptoken={}{order}",
+            hex_json(&format!("[\"{token}\"]"))
+        );
+        let reply = get(r, &path).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}: {}", reply.text());
+    }
     for (path, parameter, message) in cases {
         let reply = get(r, &path).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}: {}", reply.text());

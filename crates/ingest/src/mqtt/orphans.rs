@@ -18,9 +18,9 @@
 //!   broker still delivers what was), hands what comes to the normal
 //!   pipeline with its own ack routing (acked after commit, on that
 //!   connection), and once nothing has come for `orphan_drain_idle_ms` and
-//!   all is acknowledged it ends the session (MQTT 5: reconnects once with
-//!   session expiry 0 and disconnects), clears the member's status and
-//!   releases the lock.
+//!   all is acknowledged it disconnects, leaving the session (empty, without
+//!   subscriptions) to its expiry, clears the member's status and releases
+//!   the lock.
 //! - The member comes back: its CONNECT takes the session over and the
 //!   broker drops the survivor's connection; the survivor stops (never
 //!   reconnects as it). Acks it could not send are redelivered to the member.
@@ -157,7 +157,10 @@ pub(crate) async fn run_orphans(o: Orphans) -> Result<(), IngestError> {
     let watcher_id = format!("{}-members", o.config.mqtt_client_id);
     let mut watcher = Session::open(&o.config, SessionSpec { client_id: &watcher_id, persistent: false, will: None })?;
     let mut members = Members::new(&o.config.mqtt_client_id, STOPPED_GRACE, RETRY);
-    let mut drains: JoinSet<(String, Attempt)> = JoinSet::new();
+    let mut drains: JoinSet<Attempt> = JoinSet::new();
+    // Which member each drain task serves, so that one that panics is
+    // still tried again (its JoinError carries only the task id).
+    let mut draining: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut serial: u64 = 0;
     let mut reconnect_at: Option<tokio::time::Instant> = None;
     let mut backoff = Duration::from_millis(200);
@@ -179,7 +182,8 @@ pub(crate) async fn run_orphans(o: Orphans) -> Result<(), IngestError> {
                 };
                 let span = tracing::info_span!("orphan", member = %member);
                 let tx = inbound.clone().expect("not stopping");
-                drains.spawn(async move { (member, drain::attempt(job, tx).await) }.instrument(span));
+                let task = drains.spawn(drain::attempt(job, tx).instrument(span));
+                draining.insert(task.id(), member);
             }
         }
         let next_try = members.next_due();
@@ -211,11 +215,17 @@ pub(crate) async fn run_orphans(o: Orphans) -> Result<(), IngestError> {
             },
             _ = sleep_until(reconnect_at), if reconnect_at.is_some() => reconnect_at = None,
             _ = sleep_until(next_try), if next_try.is_some() => {}
-            Some(ended) = drains.join_next(), if !drains.is_empty() => {
-                match ended {
-                    Ok((member, attempt)) => members.ended(&member, attempt, tokio::time::Instant::now()),
+            Some(ended) = drains.join_next_with_id(), if !drains.is_empty() => {
+                let (id, attempt) = match ended {
+                    Ok((id, attempt)) => (id, attempt),
                     // A drain that panicked: its member is tried again later.
-                    Err(error) => warn!(%error, "orphans: a drain failed"),
+                    Err(error) => {
+                        warn!(%error, "orphans: a drain failed");
+                        (error.id(), Attempt::Retry)
+                    }
+                };
+                if let Some(member) = draining.remove(&id) {
+                    members.ended(&member, attempt, tokio::time::Instant::now());
                 }
             }
             _ = o.shutdown.token.cancelled(), if inbound.is_some() => {

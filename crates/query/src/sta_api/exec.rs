@@ -400,11 +400,20 @@ pub async fn fetch_newest_first(
     };
     let mut window = anchor.map(|anchor| (anchor, first_window(top)));
     loop {
+        // A token's time is the client's text: one near the end of chrono's
+        // range would overflow; such a window is dropped (PostgreSQL then
+        // refuses the time itself: a 400).
+        if let Some((anchor, span)) = window {
+            let bound = if ascending { anchor.checked_add_signed(span) } else { anchor.checked_sub_signed(span) };
+            if bound.is_none() {
+                window = None;
+            }
+        }
         let scoped = match window {
             Some((anchor, span)) if ascending => {
-                Scope { since: Some(anchor), until: Some(anchor + span), ..scope.clone() }
+                Scope { since: Some(anchor), until: anchor.checked_add_signed(span), ..scope.clone() }
             }
-            _ => Scope { since: window.map(|(anchor, span)| anchor - span), ..scope.clone() },
+            _ => Scope { since: window.and_then(|(anchor, span)| anchor.checked_sub_signed(span)), ..scope.clone() },
         };
         let mut built = build(et, &scoped, opts, after, None, DEFAULT_TOP)?;
         let rows = fetch(client, &mut built, &[]).await?;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::members::Attempt;
@@ -15,7 +16,7 @@ use crate::acks::{AckSequencer, AckToken};
 use crate::budget::ByteBudget;
 use crate::config::IngestConfig;
 use crate::metrics::Metrics;
-use crate::mqtt::{forward_held, Client, Event, EventLoop, Inbound, Lost, Session, SessionSpec};
+use crate::mqtt::{forward_held, Client, Event, Inbound, Lost, Session, SessionSpec};
 use crate::pipeline::sleep_until;
 use crate::supervise::Shutdown;
 
@@ -71,13 +72,23 @@ pub(super) async fn attempt(job: Job, inbound: mpsc::Sender<Inbound>) -> Attempt
             return Attempt::Retry;
         }
     };
-    let connection = tokio::spawn(connection);
+    // The lock is gone when its connection is (a database restart, an idle
+    // timeout): the drain must stop then, or a second survivor could take
+    // the same session and the two would keep taking it from each other.
+    let lock_lost = CancellationToken::new();
+    let connection = {
+        let lock_lost = lock_lost.clone();
+        tokio::spawn(async move {
+            let _ = connection.await;
+            lock_lost.cancel();
+        })
+    };
     let locked = client
         .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&LOCK_CLASS, &job.member])
         .await
         .map(|row| row.get::<_, bool>(0));
     let attempt = match locked {
-        Ok(true) => drain(&job, inbound).await,
+        Ok(true) => drain(&job, inbound, &lock_lost).await,
         Ok(false) => {
             info!("orphans: another survivor is draining this session");
             Attempt::Retry
@@ -93,11 +104,17 @@ pub(super) async fn attempt(job: Job, inbound: mpsc::Sender<Inbound>) -> Attempt
     attempt
 }
 
-async fn drain(job: &Job, inbound: mpsc::Sender<Inbound>) -> Attempt {
+async fn drain(job: &Job, inbound: mpsc::Sender<Inbound>, lock_lost: &CancellationToken) -> Attempt {
     info!("orphans: member away; taking its session over");
     let committed = job.routes.add(job.serial);
     let end = match Session::open(&job.config, SessionSpec { client_id: &job.member, persistent: true, will: None }) {
-        Ok(session) => run(job, session, committed, inbound).await,
+        // Dropping the run drops its connection without DISCONNECT: what
+        // it had not acked stays in the session; acks still in flight from
+        // the writers find no route (below) and are dropped.
+        Ok(session) => tokio::select! {
+            end = run(job, session, committed, inbound) => end,
+            _ = lock_lost.cancelled() => End::Lost("the takeover lock's database connection closed".into()),
+        },
         Err(error) => End::Lost(error.to_string()),
     };
     job.routes.remove(job.serial);
@@ -126,15 +143,6 @@ async fn drain(job: &Job, inbound: mpsc::Sender<Inbound>) -> Attempt {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Taking what the session holds.
-    Draining,
-    /// MQTT 5: reconnected with session expiry 0, so that the session ends
-    /// when this connection closes; still taking anything that comes.
-    Ending,
-}
-
 /// The drained session's own poll loop: like the daemon's (`poll_loop`),
 /// without reconnecting: a lost connection ends the drain.
 async fn run(
@@ -146,11 +154,9 @@ async fn run(
     let idle = Duration::from_millis(job.config.orphan_drain_idle_ms);
     let filters = job.config.subscriptions();
     let mut inbound = Some(inbound);
-    let mut phase = Phase::Draining;
     let mut connections: u64 = 0;
     let mut connected = false;
     let mut session_present = false;
-    let mut expect_close = false;
     let mut seq: u64 = 0;
     let mut sequencer = AckSequencer::default();
     let mut unsent: VecDeque<AckToken> = VecDeque::new();
@@ -187,30 +193,21 @@ async fn run(
             return End::Stopped;
         }
         let quiet = connected
-            && !expect_close
             && pending_unsubacks == Some(0)
             && outstanding == 0
             && held.is_empty()
             && last_activity.elapsed() >= idle;
         if quiet {
-            match (phase, &mut session.events) {
-                (Phase::Draining, EventLoop::V5(events)) => {
-                    // rumqttc sends no DISCONNECT properties: the session
-                    // gets expiry 0 from a last CONNECT instead (clean start
-                    // false, so nothing queued meanwhile is discarded).
-                    events.options.set_session_expiry_interval(Some(0));
-                    phase = Phase::Ending;
-                    expect_close = true;
-                    let _ = session.client.disconnect().await;
-                }
-                // MQTT 3.1.1 has no session expiry: the session stays in the
-                // broker, empty and without subscriptions (nothing is queued
-                // to it), until its member returns or the broker expires it.
-                _ => {
-                    disconnect(&mut session).await;
-                    return End::Drained { messages, session_present };
-                }
-            }
+            // The session is left to its expiry (`mqtt_session_expiry_s`),
+            // empty and without subscriptions, rather than ended at once
+            // (MQTT 5 would need one more CONNECT with expiry 0): anything
+            // the broker still sent on such a connection would be lost with
+            // the session as the connection closed, while a kept session
+            // keeps it for its member. With MQTT 3.1.1 (no expiry) it stays
+            // until its member returns or the broker's
+            // `persistent_client_expiration`.
+            disconnect(&mut session).await;
+            return End::Drained { messages, session_present };
         }
         budget_changes.borrow_and_update();
         let paused = job.budget.exhausted();
@@ -218,9 +215,8 @@ async fn run(
         let has_room = room.is_some();
         let reserve = async { room.expect("only polled with a sender").reserve_owned().await };
         // Only when nothing else is awaited (or the timer would spin).
-        let idle_check =
-            (connected && !expect_close && pending_unsubacks == Some(0) && outstanding == 0 && held.is_empty())
-                .then_some(last_activity + idle);
+        let idle_check = (connected && pending_unsubacks == Some(0) && outstanding == 0 && held.is_empty())
+            .then_some(last_activity + idle);
         tokio::select! {
             permit = reserve, if has_room => match permit {
                 Ok(permit) => {
@@ -234,7 +230,6 @@ async fn run(
                 Ok(Event::Connected { session_present: present }) => {
                     connections += 1;
                     connected = true;
-                    expect_close = false;
                     if connections == 1 {
                         session_present = present;
                     }
@@ -243,11 +238,10 @@ async fn run(
                     last_activity = tokio::time::Instant::now();
                     // Nothing new is queued to the session once its
                     // subscriptions are gone (the group's other members get
-                    // it); what is queued already still comes. Done again when
-                    // ending, in case its member came back in between.
+                    // it); what is queued already still comes.
                     let queued = filters.iter().filter(|f| session.client.try_unsubscribe(f)).count();
                     pending_unsubacks = Some(queued);
-                    info!(session_present = present, ending = phase == Phase::Ending, "orphans: connected as the member");
+                    info!(session_present = present, "orphans: connected as the member");
                 }
                 Ok(Event::Unsubscribed) => {
                     pending_unsubacks = pending_unsubacks.map(|n| n.saturating_sub(1));
@@ -278,26 +272,10 @@ async fn run(
                     }
                 }
                 Ok(_) => {}
+                // What was not acked stays in the session, for whoever
+                // resumes it (its member, or the next survivor).
                 Err(Lost { error, taken_over, .. }) => {
-                    connected = false;
-                    session.discard_stale();
-                    held.retain(|m| m.ack.is_none());
-                    if expect_close {
-                        // Our own DISCONNECT; the next poll connects again,
-                        // with session expiry 0 (once: if that fails, the
-                        // next loss ends the drain below).
-                        expect_close = false;
-                        continue;
-                    }
-                    if taken_over {
-                        return End::TakenOver;
-                    }
-                    if phase == Phase::Ending {
-                        // Drained already; at worst the empty session
-                        // lingers until its expiry.
-                        return End::Drained { messages, session_present };
-                    }
-                    return End::Lost(error);
+                    return if taken_over { End::TakenOver } else { End::Lost(error) };
                 }
             },
             tokens = committed.recv(), if commits_open => match tokens {
