@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use citygauge_testkit::{database, wait_ready, BinaryDaemon, Broker, Cluster, InProcessDaemon, Publisher};
-use common::{base_time, wait_count};
+use common::{base_time, free_addr, publish_paced, wait_count};
 
 const SENSORS: usize = 50;
 
@@ -31,18 +30,7 @@ async fn publish_range(
     t0: DateTime<Utc>,
     range: std::ops::Range<usize>,
 ) -> anyhow::Result<()> {
-    for i in range {
-        let (topic, payload) = message(t0, i);
-        publisher.publish(&topic, payload).await?;
-        if i % 100 == 99 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    Ok(())
-}
-
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    publish_paced(publisher, range, Duration::from_millis(50), |i| message(t0, i)).await
 }
 
 /// The `--mqtt-protocol` values, one test of each fault per version.

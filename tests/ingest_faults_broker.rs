@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use citygauge_testkit::{database, eventually, http_get, metric, wait_ready, BinaryDaemon, Broker, Publisher};
 use common::process::ingest_exits;
-use common::{base_time, wait_count};
+use common::{base_time, free_addr, wait_count};
 
 /// A Mosquitto that wants a user name and password (the harness's broker
 /// is anonymous), with persistence so it can be restarted with other
@@ -159,10 +158,6 @@ async fn publish(publisher: &mut Publisher, range: std::ops::Range<i64>) -> anyh
         publisher.publish(&format!("city/water_level/sh-wl-{:02}", i % 10), payload).await?;
     }
     Ok(())
-}
-
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// Two daemons share `$share/ingest/...`; one is SIGKILLed and never comes

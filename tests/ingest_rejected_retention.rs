@@ -11,12 +11,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use citygauge_testkit::{eventually, metric, wait_ready, BinaryDaemon, Publisher, TestDatabase};
-use common::{base_time, setup, wait_count, Setup};
+use common::{base_time, free_addr, setup, wait_count, Setup};
 use serde_json::json;
-
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
 
 /// `citygauge ingest` against the setup, ready, with its metrics address.
 async fn start(setup: &Setup, client_id: &str, extra: &[&str]) -> anyhow::Result<(BinaryDaemon, SocketAddr)> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use citygauge_testkit::{database, eventually, metric, wait_ready, BinaryDaemon, Broker, Publisher, TestDatabase};
-use common::{base_time, wait_count};
+use common::{base_time, free_addr, publish_paced, wait_count};
 
 const SENSORS: usize = 20;
 /// Readings published before the kill (both members busy), and in all.
@@ -33,18 +33,7 @@ async fn publish_range(
     t0: DateTime<Utc>,
     range: std::ops::Range<usize>,
 ) -> anyhow::Result<()> {
-    for i in range {
-        let (topic, payload) = message(t0, i);
-        publisher.publish(&topic, payload).await?;
-        if i % 100 == 99 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    Ok(())
-}
-
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    publish_paced(publisher, range, Duration::from_millis(20), |i| message(t0, i)).await
 }
 
 /// `citygauge ingest` in the shared group `orphans`.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use citygauge_testkit::{
     enable_postgres_tls, eventually, http_get, wait_ready, Cluster, LoggedProcess, Publisher, TestPki, TlsBroker,
 };
-use common::base_time;
+use common::{base_time, free_addr};
 
 const ROLE: &str = "citygauge_tls";
 const MQTT_USER: &str = "gauge-gateway";
@@ -90,10 +90,6 @@ impl Tls {
 
 fn path(p: &Path) -> String {
     p.display().to_string()
-}
-
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 fn binary() -> &'static Path {

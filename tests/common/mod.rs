@@ -5,10 +5,11 @@
 pub mod browser;
 pub mod process;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
-use citygauge_testkit::{database, Broker, TestDatabase};
+use citygauge_testkit::{database, Broker, Publisher, TestDatabase};
 
 pub const REGISTRY: &str = r#"{"type": "FeatureCollection", "features": [
   {"type": "Feature", "geometry": {"type": "Point", "coordinates": [120.2991, 22.6394]},
@@ -79,4 +80,27 @@ pub async fn wait_count(db: &TestDatabase, sql: &str, want: i64) -> anyhow::Resu
         Ok(()) => Ok(()),
         Err(e) => Err(anyhow::anyhow!("{e}: count {}, wanted {want}", db.count(sql).await?)),
     }
+}
+
+/// A loopback address free when asked (a daemon's HTTP listener).
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Publishes `message(i)` for every `i` of `range`, pausing `pause` after
+/// every 100: a steady stream (100 per pause) rather than one burst.
+pub async fn publish_paced(
+    publisher: &mut Publisher,
+    range: std::ops::Range<usize>,
+    pause: Duration,
+    message: impl Fn(usize) -> (String, String),
+) -> anyhow::Result<()> {
+    for i in range {
+        let (topic, payload) = message(i);
+        publisher.publish(&topic, payload).await?;
+        if i % 100 == 99 {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    Ok(())
 }
