@@ -446,10 +446,7 @@ fn newest_first_anchor(
     after: Option<&[Option<String>]>,
 ) -> Option<DateTime<FixedOffset>> {
     let first = opts.orderby.first()?;
-    let by_time = first.descending
-        && matches!(&first.expr.kind, ExprKind::Path(p)
-            if p.segments.len() == 1
-                && matches!(&p.segments[0], Segment::Name(n) if n == "phenomenonTime" || n == "resultTime"));
+    let by_time = first.descending && is_time(first);
     let one_datastream = matches!(scope.parent, Some(("ds_id", _))) || matches!(scope.id, Some(Key::Int(_)));
     if et != EntityType::Observation || !by_time || !one_datastream || scope.since.is_some() {
         return None;
@@ -478,12 +475,7 @@ async fn oldest_first_anchor(
 ) -> StaResult<Option<DateTime<FixedOffset>>> {
     let by_time = match opts.orderby.first() {
         None => true,
-        Some(first) => {
-            !first.descending
-                && matches!(&first.expr.kind, ExprKind::Path(p)
-                    if p.segments.len() == 1
-                        && matches!(&p.segments[0], Segment::Name(n) if n == "phenomenonTime" || n == "resultTime"))
-        }
+        Some(first) => !first.descending && is_time(first),
     };
     let stream = match (&scope.stream, scope.parent) {
         (Some(stream), Some(("ds_id", ds))) => one_stream(&stream.1, ds).map(|st| (&stream.0, st)),
@@ -503,15 +495,16 @@ async fn oldest_first_anchor(
     Ok(first.map(|t| t.fixed_offset()))
 }
 
-/// The stream of a Datastream id and its column, when only one matches.
+/// Whether an `$orderby` key is an Observation's time (either name).
+fn is_time(key: &OrderBy) -> bool {
+    matches!(&key.expr.kind, ExprKind::Path(p)
+        if p.segments.len() == 1
+            && matches!(&p.segments[0], Segment::Name(n) if n == "phenomenonTime" || n == "resultTime"))
+}
+
+/// The stream of a Datastream's column, when it is the one the id names.
 fn one_stream(column: &str, ds: i64) -> Option<&'static super::model::Stream> {
-    let mut streams = super::model::STREAMS
-        .iter()
-        .filter(|st| st.column == column && st.index == ds.rem_euclid(super::model::IDS_PER_THING));
-    match (streams.next(), streams.next()) {
-        (Some(st), None) => Some(st),
-        _ => None,
-    }
+    super::model::stream_of_column(column).filter(|st| st.index == ds.rem_euclid(super::model::IDS_PER_THING))
 }
 
 /// `@iot.count` of a collection. The Observations of one Datastream
