@@ -210,8 +210,9 @@ pub struct IngestConfig {
     /// there (see README, "Shared subscriptions").
     #[arg(long, env = "CITYGAUGE_ORPHAN_TAKEOVER", default_value_t = true, action = clap::ArgAction::Set)]
     pub orphan_takeover: bool,
-    /// A survivor ends a taken-over session once nothing has come on it for
-    /// this long and everything received is stored and acknowledged.
+    /// A survivor leaves a taken-over session (to its expiry) once nothing
+    /// has come on it for this long and everything received is stored and
+    /// acknowledged.
     #[arg(long, env = "CITYGAUGE_ORPHAN_DRAIN_IDLE_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub orphan_drain_idle_ms: u64,
     /// Where members announce themselves: `<prefix>/<group>/<client id>`.
